@@ -159,10 +159,11 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.d_model)
         self.ffn = GatedFeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)  # residual-branch dropout (training only)
 
     def forward(self, x, cos, sin, cache=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
 class EmbeddingToTextBridge(nn.Module):

@@ -119,3 +119,71 @@ def load_int8(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
     dec = RETDecoder(quantize_int8(model), "cpu", n_params=n)
     dec.name = "ret-int8"
     return dec
+
+
+def prune_magnitude(model: RET, sparsity: float) -> RET:
+    """A copy with the smallest-magnitude `sparsity` share of each block linear weight set to zero
+    (the tied embedding table is left dense)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for module in model.blocks.modules():
+        if isinstance(module, nn.Linear):
+            w = module.weight.data
+            k = int(sparsity * w.numel())
+            if k:
+                threshold = w.abs().flatten().kthvalue(k).values
+                w[w.abs() <= threshold] = 0.0
+    return model
+
+
+def compression_report(directory: Path = ASSET_DIR, n: int = 256, runs: int = 30, threads: int = 2) -> list[dict]:
+    """fp32 vs dynamic int8 vs magnitude pruning: size on disk, CPU latency, dev quality.
+
+        python -m decoders.ret compress
+    """
+    import io
+    import tempfile
+
+    import numpy as np
+
+    from .corpus import load_embeddings, load_split
+    from .train import encoder_available, evaluate, pack_sequences
+    from eval.latency import decoder_latency
+
+    torch.set_num_threads(threads)
+    texts = load_split("dev")[:n]
+    emb = torch.as_tensor(load_embeddings("dev")[:n].astype(np.float32))
+    base = load_model(directory, RET, RETConfig)
+    tok = ByteTokenizer()
+    seqs, lengths = pack_sequences(tok.encode(texts), base.cfg.max_len, base.cfg.bos_id, base.cfg.eos_id,
+                                   base.cfg.pad_id)
+    variants = {"fp32": base, "int8 (dynamic)": quantize_int8(load_model(directory, RET, RETConfig)),
+                "pruned 30%": prune_magnitude(base, 0.3), "pruned 60%": prune_magnitude(base, 0.6)}
+    rows = []
+    for name, model in variants.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.pt"
+            torch.save(model.state_dict(), path)
+            size = path.stat().st_size
+        # evaluate() needs a float model for the teacher-forced loss; int8 runs the same code path
+        m = evaluate(model, tok, texts, emb, seqs, lengths, base.cfg.pad_id, torch.device("cpu"),
+                     with_cosine=encoder_available())
+        lat = decoder_latency(RETDecoder(model, n_params=base.num_parameters()), emb.numpy(),
+                              Sampling(max_new_tokens=32), runs=runs, warmup=3, device="cpu")
+        rows.append({"variant": name, "size_mb": round(size / 2**20, 2), "p50_ms": round(lat["p50_ms"], 1),
+                     "p95_ms": round(lat["p95_ms"], 1), "dev_bleu": round(m["dev_bleu"], 2),
+                     "dev_cos": round(m.get("dev_cos", float("nan")), 4), "dev_loss": round(m["dev_loss"], 4)})
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["compress"]:
+        raise SystemExit("usage: python -m decoders.ret compress")
+    rows = compression_report()
+    print(f"RET compression, {torch.get_num_threads()} CPU threads, first 256 dev sentences, greedy, up to 96 bytes")
+    print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r.values()) + " |")

@@ -315,7 +315,38 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def score(directories: list[Path], n: int = 256, threads: int = 2) -> list[dict]:
+    """Dev metrics of saved checkpoints (the trainer's own evaluation, on the first n dev
+    sentences with their exact embeddings): python -m decoders.train score DIR [DIR ...]"""
+    from .corpus import load_embeddings
+    from .generative import load_model
+
+    torch.set_num_threads(threads)
+    texts = load_split("dev")[:n]
+    emb = torch.as_tensor(load_embeddings("dev")[:n].astype(np.float32))
+    rows = []
+    for d in directories:
+        cfg_json = json.loads((Path(d) / "config.json").read_text())
+        Cfg, Model, Tok = model_kind("ret" if "n_loops" in cfg_json else "generative")
+        model, tok = load_model(d, Model, Cfg), Tok.load(d)
+        seqs, lengths = pack_sequences(tok.encode(texts), model.cfg.max_len, model.cfg.bos_id, model.cfg.eos_id,
+                                       model.cfg.pad_id)
+        m = evaluate(model, tok, texts, emb, seqs, lengths, model.cfg.pad_id, torch.device("cpu"),
+                     with_cosine=encoder_available())
+        rows.append({"checkpoint": str(d), "params": model.num_parameters(),
+                     **{k: round(v, 4) for k, v in m.items() if k != "examples"}})
+    return rows
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["score"]:
+        rows = score([Path(d) for d in argv[1:]])
+        keys = list(rows[0])
+        print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+        for r in rows:
+            print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+        return
     p = argparse.ArgumentParser(prog="python -m decoders.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=KINDS)
