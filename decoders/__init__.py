@@ -17,6 +17,7 @@ DECODERS = {
     "generative": "decoders.generative:load",
     "ret": "decoders.ret:load",
     "ret-int8": "decoders.ret:load_int8",
+    "hybrid": "decoders.hybrid:load",
 }
 
 

@@ -1,0 +1,1 @@
+"""Benchmark for the embedding-to-text decoders: metrics, latency, the `python -m eval` command, charts."""

@@ -1,0 +1,270 @@
+"""Tests for the benchmark: metrics against hand-computed values, the command's files and errors.
+
+Offline and CPU-only (HF_HUB_OFFLINE=1 is forced below); the encoders come from the PyPI packages.
+"""
+import csv
+import json
+import math
+import os
+import sys
+import types
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np
+import pytest
+
+import decoders
+from decoders import Decoded, Decoder
+from eval import charts, latency
+from eval import metrics as m
+from eval.__main__ import ENCODER_ROW, main
+
+SUMMARY_REQUIRED = ["decoder", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact", "p50_ms",
+                    "p95_ms", "device", "threads", "n", "cos_std", "token_f1", "length_ratio", "p50_batch32_ms",
+                    "p95_batch32_ms", "peak_rss_mb", "bertscore_backbone", "bleu_signature"]
+SAMPLES_REQUIRED = ["decoder", "input", "output", "bleu", "bertscore_f1", "cos", "cos_independent", "exact", "token_f1"]
+FIVE = ["the cat sat on the mat", "a large dog barked at the postman", "she sang a song to the children",
+        "an expression of greeting", "the act of running very fast"]
+FAST = ["--threads", "1", "--latency-runs", "2", "--warmup", "1"]
+
+
+# --------------------------------------------------------------------------- string metrics
+
+def test_sentence_bleu_identical_is_100_and_disjoint_is_0():
+    assert m.sentence_bleu("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(100)
+    assert m.sentence_bleu("dog", "the cat sat") == 0.0
+
+
+def test_sentence_bleu_uses_effective_order_on_short_sentences():
+    # unigram 2/2, bigram 1/1, no trigrams or 4-grams counted; brevity penalty exp(1 - 3/2)
+    assert m.sentence_bleu("the cat", "the cat sat") == pytest.approx(100 * math.exp(1 - 3 / 2))
+
+
+def test_empty_hypothesis_is_scored_not_failed():
+    assert m.sentence_bleu("", "the cat sat") == 0.0
+    assert m.token_f1("", "the cat sat") == 0.0
+    assert m.length_ratio("", "the cat sat") == 0.0
+    assert m.exact_match("", "the cat sat") is False
+
+
+def test_corpus_bleu_returns_score_and_signature():
+    score, sig = m.corpus_bleu(["the cat sat on the mat", "a b c d e"], ["the cat sat on the mat", "a b c d e"])
+    assert score == pytest.approx(100)
+    assert "nrefs:1" in sig and "tok:13a" in sig and "version:" in sig
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        m.corpus_bleu(["a", "b"], ["a"])
+
+
+def test_exact_match_normalises_case_and_whitespace_only():
+    assert m.exact_match("The  Cat\tsat ", "the cat SAT")
+    assert not m.exact_match("the cat sat.", "the cat sat")
+
+
+def test_token_f1_hand_computed():
+    assert m.token_f1("the cat sat", "the cat ran away") == pytest.approx(4 / 7)  # P 2/3, R 2/4
+    assert m.token_f1("a a b", "a b b") == pytest.approx(2 / 3)  # clipped counts: one a, one b
+    assert m.token_f1("The cat!", "the cat") == 1.0
+    assert m.token_f1("", "") == 1.0
+    assert m.token_f1("x y", "a b") == 0.0
+
+
+def test_length_ratio_counts_words_and_rejects_empty_reference():
+    assert m.length_ratio("a b", "a b c d") == 0.5
+    assert m.length_ratio("hello, world!", "hello world") == 1.0
+    with pytest.raises(ValueError, match="no words"):
+        m.length_ratio("a", "")
+
+
+def test_distinct_n_hand_computed():
+    assert m.distinct_n(["a b a b"], 1) == 0.5        # {a, b} / 4
+    assert m.distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)  # {ab, ba} / 3
+    assert m.distinct_n(["a b", "a b"], 2) == 0.5
+    assert m.distinct_n(["a", "b"], 2) != m.distinct_n(["a", "b"], 2)  # no bigram within a sample: NaN
+    with pytest.raises(ValueError):
+        m.distinct_n(["a"], 0)
+
+
+def test_metrics_raise_on_bad_input_instead_of_scoring_zero():
+    with pytest.raises(TypeError):
+        m.sentence_bleu(None, "a")
+    with pytest.raises(TypeError):
+        m.token_f1("a", 3)
+    with pytest.raises(ValueError):
+        m.corpus_bleu([], [])
+
+
+# --------------------------------------------------------------------------- model metrics
+
+def test_bertscore_identical_is_one_and_above_unrelated():
+    f1 = m.bertscore_f1(["the cat sat on the mat", "the cat sat on the mat"],
+                        ["the cat sat on the mat", "quantum chromodynamics describes quarks"])
+    assert f1[0] == pytest.approx(1.0, abs=1e-4)
+    assert f1[1] < 0.5 < f1[0]
+
+
+def test_bertscore_empty_hypothesis_is_zero_and_empty_reference_raises():
+    f1 = m.bertscore_f1(["", "a dog"], ["the cat sat", "a dog"])
+    assert f1[0] == 0.0 and f1[1] == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="empty"):
+        m.bertscore_f1(["a"], [" "])
+
+
+def test_bertscore_backbone_is_local_minilm_last_layer():
+    assert "all-MiniLM-L6-v2" in m.BERTSCORE_BACKBONE and "layer 6" in m.BERTSCORE_BACKBONE
+    assert os.path.isdir(m._bertscore_config(None, None)[0])  # a local path: no hub needed
+
+
+def test_roundtrip_cosine_identical_is_one_and_disjoint_low():
+    from decoders.encoder import encode
+
+    refs = ["the cat sat on the mat", "quantum chromodynamics describes quarks"]
+    target = encode(refs)
+    cos = m.roundtrip_cosine(["the cat sat on the mat", "the cat sat on the mat"], target)
+    assert cos[0] == pytest.approx(1.0, abs=1e-4)
+    assert cos[1] < 0.3
+    with pytest.raises(ValueError, match="one row per hypothesis"):
+        m.roundtrip_cosine(["a"], target)
+
+
+def test_roundtrip_cosine_encodes_empty_output_as_is():
+    from decoders.encoder import encode
+
+    cos = m.roundtrip_cosine([""], encode(["the cat sat on the mat"]))
+    assert np.isfinite(cos[0]) and -1 <= cos[0] < 0.5
+
+
+def test_independent_cosine_identical_is_one_and_disjoint_low():
+    cos = m.independent_cosine(["a dog barks", "a dog barks"], ["a dog barks", "tax law of the eighteenth century"])
+    assert cos[0] == pytest.approx(1.0, abs=1e-4)
+    assert cos[1] < 0.3
+
+
+# --------------------------------------------------------------------------- latency
+
+def test_time_calls_warms_up_then_times_each_run():
+    calls = []
+    ms = latency.time_calls(calls.append, runs=4, warmup=2, device="cpu")
+    assert calls == [0, 1, 0, 1, 2, 3] and ms.shape == (4,) and (ms >= 0).all()
+    assert latency.p50_p95(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))[0] == 3.0
+
+
+# --------------------------------------------------------------------------- the command
+
+@pytest.fixture
+def five_lines(tmp_path):
+    path = tmp_path / "five.txt"
+    path.write_text("\n".join(FIVE) + "\n")
+    return path
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_outputs(out, decoder_names, n):
+    summary = _read_csv(out / "summary.csv")
+    assert set(SUMMARY_REQUIRED) <= set(summary[0])
+    assert [r["decoder"] for r in summary] == [ENCODER_ROW, *decoder_names]
+    assert summary[0]["bleu"] == "" and summary[0]["p50_ms"] != ""  # encoder: latency, no quality
+    for row in summary[1:]:
+        for col in ("bleu", "bertscore_f1", "cos", "cos_independent", "exact", "p50_ms", "p95_ms"):
+            assert math.isfinite(float(row[col])), (row["decoder"], col)
+        assert float(row["p95_ms"]) >= float(row["p50_ms"]) > 0
+        assert row["device"] == "cpu" and row["threads"] == "1" and row["n"] == str(n)
+    samples = _read_csv(out / "samples.csv")
+    assert set(SAMPLES_REQUIRED) <= set(samples[0])
+    assert len(samples) == n * len(decoder_names)
+    env = json.loads((out / "env.json").read_text())
+    for key in ("packages", "cpu_model", "torch_threads", "git_commit", "command", "seed", "date_utc"):
+        assert key in env
+    return summary, samples, env
+
+
+def test_command_on_five_lines_with_phrase_bank_writes_three_files(five_lines, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--decoders", "phrase-bank", "--input", str(five_lines), "--out", str(out), *FAST]) == 0
+    _, samples, env = _check_outputs(out, ["phrase-bank"], 5)
+    assert [s["input"] for s in samples] == FIVE
+    assert env["decoders_measured"] == ["phrase-bank"] and env["decoders_skipped"] == {}
+
+
+class _StubDecoder(Decoder):
+    """Empty text for even rows, a fixed sentence for odd rows: exercises scoring of empty outputs."""
+    name = "stub"
+
+    @property
+    def num_parameters(self):
+        return 7
+
+    def _decode(self, x, sampling):
+        return [[Decoded("" if i % 2 == 0 else "the cat sat on the mat", 0.0)] for i in range(x.shape[0])]
+
+
+def _load_stub(device="cpu"):
+    return _StubDecoder()
+
+
+def _load_broken(device="cpu"):
+    raise FileNotFoundError("no weights in assets/broken")
+
+
+@pytest.fixture
+def stub_registry(monkeypatch):
+    module = types.ModuleType("_eval_stub_decoders")
+    module.load, module.load_broken = _load_stub, _load_broken
+    monkeypatch.setitem(sys.modules, "_eval_stub_decoders", module)
+    monkeypatch.setattr(decoders, "DECODERS", {"stub": "_eval_stub_decoders:load",
+                                               "broken": "_eval_stub_decoders:load_broken"})
+    decoders.get_decoder.cache_clear()
+    yield
+    decoders.get_decoder.cache_clear()
+
+
+def test_all_skips_a_decoder_that_cannot_load_and_records_it(stub_registry, five_lines, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--decoders", "all", "--input", str(five_lines), "--out", str(out), *FAST]) == 0
+    assert "skipping decoder 'broken'" in capsys.readouterr().err
+    summary, samples, env = _check_outputs(out, ["stub"], 5)
+    assert env["decoders_skipped"] == {"broken": "FileNotFoundError: no weights in assets/broken"}
+    assert summary[1]["params"] == "7" and summary[1]["empty_outputs"] == "3"
+    assert [s["output"] for s in samples][:2] == ["", "the cat sat on the mat"]
+    assert float(samples[0]["bleu"]) == 0.0 and float(samples[0]["bertscore_f1"]) == 0.0
+
+
+def test_charts_build_from_a_run(stub_registry, five_lines, tmp_path):
+    main(["--decoders", "stub", "--input", str(five_lines), "--out", str(tmp_path / "cpu"), *FAST])
+    df = charts.load_results(tmp_path)  # finds tmp_path/cpu/summary.csv one level down
+    assert list(df["decoder"]) == [ENCODER_ROW, "stub"] and "device" in df
+    assert len(charts.quality_chart(df).data) == 4
+    assert charts.params_chart(df).layout.xaxis.type == "log"
+    assert len(charts.latency_chart(df).data) == 4  # 1 input / batch of 32, decoders / encoder
+
+
+def test_explicitly_named_decoder_that_cannot_load_is_an_error(stub_registry, five_lines, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["--decoders", "broken", "--input", str(five_lines), "--out", str(tmp_path / "x"), *FAST])
+    assert e.value.code != 0 and "could not be loaded" in str(e.value.code)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--decoders", "nope"], "unknown decoder(s) 'nope'; valid decoders:"),
+    (["--input", "/nonexistent/file.txt"], "no such file"),
+    (["--split", "train"], "invalid choice: 'train'"),
+    (["--limit", "0"], "must be an integer >= 1"),
+])
+def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_input_file_exits_2(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(SystemExit) as e:
+        main(["--input", str(empty)])
+    assert e.value.code == 2 and "holds no text" in capsys.readouterr().err

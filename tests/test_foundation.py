@@ -1,0 +1,83 @@
+"""Encoder, corpus split, decoder API and registry."""
+import numpy as np
+import pytest
+import torch
+
+from decoders import Sampling, available_decoders, get_decoder, validate_embeddings
+from decoders.corpus import load_split, parse_gloss, split_of_all
+from decoders.encoder import MINILM, encode, resolve_model_dir
+
+
+def test_real_encoder_loads_offline_and_ranks_a_paraphrase_above_an_unrelated_sentence():
+    assert not resolve_model_dir().startswith("sentence-transformers/")  # a local folder, not the hub
+    e = encode(["a man is playing a guitar", "someone plays the guitar", "the stock market fell sharply"])
+    assert e.shape == (3, 768) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.3
+
+
+def test_independent_encoder_loads_from_its_package():
+    e = encode(["a man is playing a guitar"], name=MINILM)
+    assert e.shape == (1, 384)
+
+
+@pytest.mark.parametrize("texts, message", [([""], "empty"), (["x" * 5000], "limit"), ([], "no text")])
+def test_encoder_rejects_bad_text(texts, message):
+    with pytest.raises(ValueError, match=message):
+        encode(texts)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 768, 1)), "shape"),
+    (np.ones((2, 512)), "768-dimensional"),
+    (np.full((1, 768), np.nan), "NaN"),
+    (np.full((1, 768), np.inf), "NaN or inf"),
+    (np.zeros((1, 768)), "all-zero"),
+    (np.zeros((0, 768)), "empty batch"),
+    ("not numbers", "float array"),
+])
+def test_validate_embeddings_names_the_problem(bad, message):
+    with pytest.raises(ValueError, match=message):
+        validate_embeddings(bad)
+
+
+def test_validate_embeddings_accepts_one_vector_and_normalises():
+    x = validate_embeddings(np.full(768, 3.0))
+    assert x.shape == (1, 768) and torch.allclose(x.norm(dim=1), torch.ones(1))
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(temperature=float("nan")), dict(top_k=-2),
+                                dict(top_p=0.0), dict(top_p=1.5), dict(max_new_tokens=0), dict(num_samples=0)])
+def test_sampling_rejects_bad_values(kw):
+    with pytest.raises(ValueError):
+        Sampling(**kw)
+
+
+def test_unknown_decoder_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid decoders: phrase-bank, generative, ret, ret-int8, hybrid"):
+        get_decoder("nope")
+
+
+def test_every_registered_decoder_rejects_a_wrong_sized_vector():
+    for name in available_decoders():
+        with pytest.raises(ValueError, match="768-dimensional"):
+            get_decoder(name).decode(np.ones((1, 100)), Sampling())
+
+
+def test_corpus_splits_are_disjoint_and_sized():
+    train, dev, test = (set(t.lower() for t in load_split(s)) for s in ("train", "dev", "test"))
+    assert len(dev) == 2000 and len(test) == 2000 and len(train) > 160_000
+    assert not (train & dev) and not (train & test) and not (dev & test)
+
+
+def test_split_is_a_function_of_the_text():
+    texts = [f"sentence number {i}" for i in range(5000)]
+    a = dict(zip(texts, split_of_all(texts)))
+    b = dict(zip(texts[::-1], split_of_all(texts[::-1])))
+    assert a == b
+
+
+def test_gloss_parsing_strips_attributions_and_short_parts():
+    gloss = 'a domestic animal; "the dog barked all night"; "he was a good man"- Shakespeare; cat'
+    assert parse_gloss(gloss) == [("gloss", "a domestic animal"), ("example", "the dog barked all night"),
+                                  ("example", "he was a good man")]
