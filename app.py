@@ -186,14 +186,15 @@ def benchmark_view():
 
     try:
         df = load_results(RESULTS_DIR)
-    except FileNotFoundError as e:
+        figures = quality_chart(df), params_chart(df), latency_chart(df)
+    except (FileNotFoundError, ValueError) as e:
         empty = go.Figure()
-        return pd.DataFrame(), empty, empty, empty, f"No benchmark results yet: {e}"
+        return pd.DataFrame(), empty, empty, empty, f"No benchmark results to show yet: {e}"
     cols = [c for c in ["run", "decoder", "device", "threads", "n", "params", "bleu", "bertscore_f1", "cos",
                         "cos_independent", "exact", "p50_ms", "p95_ms", "p50_batch32_ms"] if c in df.columns]
     note = ("Quality on the held-out test split of the WordNet corpus (greedy). Latency: p50 with p95 "
             "whiskers, one embedding per call. Produced by `python -m eval`; see README.")
-    return df[cols].round(4), quality_chart(df), params_chart(df), latency_chart(df), note
+    return df[cols].round(4), *figures, note
 
 
 # ----------------------------------------------------------------------------- layout
@@ -250,5 +251,6 @@ with gr.Blocks(title="Embedding-to-text decoder lab") as demo:
 
 
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=2).launch(server_name=os.environ.get("HOST", "127.0.0.1"),
-                                                   server_port=int(os.environ.get("PORT", 7860)))
+    # HOST/PORT override; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0
+    host = os.environ.get("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    demo.queue(default_concurrency_limit=2).launch(server_name=host, server_port=int(os.environ.get("PORT", 7860)))

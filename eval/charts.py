@@ -52,6 +52,12 @@ def is_encoder(df: pd.DataFrame) -> pd.Series:
     return df["decoder"].astype(str).str.startswith(ENCODER_PREFIX)
 
 
+def _quality_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Decoder rows that carry quality numbers (drops the encoder and latency-only runs)."""
+    cols = [c for c, *_ in QUALITY]
+    return df[~is_encoder(df) & df[cols].notna().any(axis=1)]
+
+
 def _labels(df: pd.DataFrame) -> pd.Series:
     """Decoder names, with the device added where one decoder appears in several runs."""
     dup = df["decoder"].duplicated(keep=False)
@@ -59,8 +65,11 @@ def _labels(df: pd.DataFrame) -> pd.Series:
 
 
 def quality_chart(df: pd.DataFrame) -> go.Figure:
-    """Grouped bars per decoder on one 0-1 axis: BLEU/100, BERTScore F1 and the two cosines (std as whiskers)."""
-    q = df[~is_encoder(df)].reset_index(drop=True)
+    """Grouped bars per decoder on one 0-1 axis: BLEU/100, BERTScore F1 and the two cosines (std as
+    whiskers). Runs without quality numbers (latency only) are left out."""
+    q = _quality_rows(df).reset_index(drop=True)
+    if q.empty:
+        raise ValueError("no quality numbers in these results (latency-only runs?)")
     x = _labels(q)
     fig = go.Figure()
     for col, label, scale, std in QUALITY:
@@ -78,7 +87,9 @@ def quality_chart(df: pd.DataFrame) -> go.Figure:
 def params_chart(df: pd.DataFrame) -> go.Figure:
     """Quality against trainable parameters on a log axis, one point per decoder (its first run when
     several runs hold it). A decoder with 0 parameters (retrieval) is drawn at x = 1 and labelled so."""
-    q = df[~is_encoder(df)].drop_duplicates("decoder").reset_index(drop=True)
+    q = _quality_rows(df).drop_duplicates("decoder").reset_index(drop=True)
+    if q.empty:
+        raise ValueError("no quality numbers in these results (latency-only runs?)")
     params = q["params"].to_numpy(dtype=float)
     x = np.maximum(params, 1.0)
     names = [f"{n} (0 params)" if p == 0 else n for n, p in zip(q["decoder"], params)]

@@ -6,7 +6,7 @@
 - "one" = one embedding (or sentence) per call; "batch32" = 32 per call.
 - CUDA: torch.cuda.synchronize() before starting and before stopping the clock.
 - CPU: the thread count is set once with torch.set_num_threads and recorded.
-- Peak memory: the process's peak RSS (VmHWM) since `reset_peak_memory()`, which resets
+- Peak memory: the process's peak resident set size (RSS) (VmHWM) since `reset_peak_memory()`, which resets
   it through /proc/self/clear_refs on Linux; where that is unavailable it is the
   lifetime peak (getrusage ru_maxrss), and `rss_peak_is_reset()` says which. The process
   also holds Python, torch and the metric models, so this is an upper bound on the
@@ -117,7 +117,9 @@ def _status_kb(key: str) -> int:
 
 
 def rss_mb() -> float:
-    """Current resident set size of this process, MiB."""
+    """Current resident set size of this process, MiB (/proc on Linux, psutil elsewhere)."""
+    if _STATUS.exists():
+        return _status_kb("VmRSS") / 1024
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20

@@ -29,6 +29,16 @@ FIVE = ["the cat sat on the mat", "a large dog barked at the postman", "she sang
 FAST = ["--threads", "1", "--latency-runs", "2", "--warmup", "1"]
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """main() sets torch's thread count (--threads 1); give the other test files theirs back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 # --------------------------------------------------------------------------- string metrics
 
 def test_sentence_bleu_identical_is_100_and_disjoint_is_0():
