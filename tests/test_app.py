@@ -20,6 +20,7 @@ def test_decode_handler_runs_end_to_end_on_one_sentence():
     table, fig, note = call(text="a small dog barked at the mailman", names=app.DEFAULT_DECODERS)
     assert list(table["decoder"]) == app.DEFAULT_DECODERS
     assert table["output"].map(lambda s: isinstance(s, str) and len(s) > 0).all()
+    assert not table["output"].str.startswith("[failed").any(), table["output"].tolist()
     assert table["round-trip cos"].between(-1, 1).all()
     assert table["BLEU"].notna().all() and table["BERTScore F1"].notna().all()
     assert (table["params"] >= 0).all() and table["latency ms"].gt(0).all()
@@ -77,6 +78,23 @@ def test_unreadable_file_is_a_readable_error_and_the_handler_still_serves(tmp_pa
         call(mode="Vector", file_path=str(bad))
     table, _, _ = call(text="the sun rose over the hills")
     assert len(table) == 1
+
+
+def test_a_decoder_that_fails_to_load_shows_its_error_in_its_row_and_the_others_still_decode(monkeypatch):
+    real = app.warm_decoder
+
+    def broken(name):
+        if name == "generative":
+            raise FileNotFoundError("assets/generative/model.safetensors not found; train it first")
+        return real(name)
+
+    monkeypatch.setattr(app, "warm_decoder", broken)
+    table, fig, _ = call(text="the sun rose over the hills", names=["generative", "phrase-bank"])
+    assert list(table["decoder"]) == ["generative", "phrase-bank"]
+    assert "FileNotFoundError" in table["output"][0] and "train it first" in table["output"][0]
+    assert table["round-trip cos"].isna()[0] and table["latency ms"].isna()[0]
+    assert not table["output"][1].startswith("[failed") and table["round-trip cos"][1] > 0
+    assert list(fig.data[0].x) == ["phrase-bank"]
 
 
 def test_benchmark_view_reads_committed_results_or_says_why_not():

@@ -6,11 +6,12 @@ import torch
 from decoders import Sampling, available_decoders, get_decoder, validate_embeddings
 from decoders.corpus import load_split, parse_gloss, split_of_all
 from decoders.encoder import MINILM, encode, resolve_model_dir
+from decoders.sampling import make_generator, sample_next_token
 
 
-def test_real_encoder_loads_offline_and_ranks_a_paraphrase_above_an_unrelated_sentence():
+def test_real_encoder_loads_offline_and_ranks_a_paraphrase_above_an_unrelated_sentence(embed):
     assert not resolve_model_dir().startswith("sentence-transformers/")  # a local folder, not the hub
-    e = encode(["a man is playing a guitar", "someone plays the guitar", "the stock market fell sharply"])
+    e = embed(["a man is playing a guitar", "someone plays the guitar", "the stock market fell sharply"])
     assert e.shape == (3, 768) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.3
@@ -51,6 +52,30 @@ def test_validate_embeddings_accepts_one_vector_and_normalises():
 def test_sampling_rejects_bad_values(kw):
     with pytest.raises(ValueError):
         Sampling(**kw)
+
+
+def test_same_seed_gives_the_same_samples():
+    logits = torch.randn(4, 1000, generator=make_generator(0))
+    s = Sampling(temperature=1.0, top_k=50, top_p=0.9, seed=3)
+    draws = [torch.stack([sample_next_token(logits, s, g) for _ in range(20)])
+             for g in (make_generator(3), make_generator(3), make_generator(4))]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_top_k_1_equals_greedy(temperature):
+    logits = torch.randn(8, 300, generator=make_generator(1))
+    greedy = sample_next_token(logits, Sampling(temperature=0))
+    for seed in range(5):
+        s = Sampling(temperature=temperature, top_k=1, seed=seed)
+        assert torch.equal(sample_next_token(logits, s, make_generator(seed)), greedy)
+    assert torch.equal(greedy, logits.argmax(-1))
+
+
+def test_sampling_never_picks_masked_or_out_of_nucleus_tokens():
+    logits = torch.tensor([[5.0, 4.9, 0.0, float("-inf")]]).repeat(200, 1)
+    picks = sample_next_token(logits, Sampling(temperature=1.0, top_p=0.9), make_generator(0))
+    assert set(picks.tolist()) == {0, 1}
 
 
 def test_unknown_decoder_lists_the_valid_ones():

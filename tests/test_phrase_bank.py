@@ -1,77 +1,123 @@
 """Phrase bank: exact recall of its own phrases, no leakage of held-out text, sampling, save/load."""
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
-from decoders import Sampling, get_decoder
+from decoders import Sampling
 from decoders.corpus import load_split
-from decoders.encoder import encode
-from decoders.phrase_bank import BankConfig, build_index, load, save
+from decoders.phrase_bank import MAX_BANK_MB, BankConfig, build_index, load, save
 
 
-@pytest.fixture(scope="module")
-def bank():
-    return get_decoder("phrase-bank")
-
-
-def test_returns_a_bank_phrase_given_its_own_embedding(bank):
+def test_returns_a_bank_phrase_given_its_own_embedding(bank, embed):
     texts = load_split("train")
     picks = [texts[i] for i in (0, 1234, 56789, 150000)]
-    out = bank.decode(encode(picks), Sampling())
+    out = bank.decode(embed(picks), Sampling())
     assert [o[0].text for o in out] == picks
+    assert all(o[0].score > 0.9 for o in out)
 
 
-def test_dev_texts_do_not_come_back_verbatim(bank):
+def test_dev_texts_do_not_come_back_verbatim(bank, embed):
     dev = load_split("dev")[:64]
-    out = bank.decode(encode(dev), Sampling())
-    assert not any(o[0].text.lower() == t.lower() for o, t in zip(out, dev))
+    out = bank.decode(embed(dev), Sampling(num_samples=3))
+    assert not any(d.text.lower() == t.lower() for row, t in zip(out, dev) for d in row)
     assert not {t.lower() for t in dev} & {t.lower() for t in bank.texts}
 
 
-def test_same_seed_same_samples_and_top_k_1_is_greedy(bank):
-    e = encode(["the river flooded the valley"])
+def test_same_seed_same_samples_drawn_without_replacement(bank, embed):
+    e = embed(["the river flooded the valley"])
     s = dict(temperature=1.0, top_p=0.9, num_samples=4)
     a = [d.text for d in bank.decode(e, Sampling(**s, seed=5))[0]]
     assert a == [d.text for d in bank.decode(e, Sampling(**s, seed=5))[0]]
-    assert len(set(a)) == 4  # drawn without replacement
-    greedy = bank.decode(e, Sampling())[0][0].text
-    assert bank.decode(e, Sampling(temperature=2.0, top_k=1, seed=9))[0][0].text == greedy
+    assert len(set(a)) == 4
+    draws = {tuple(d.text for d in bank.decode(e, Sampling(**s, seed=k))[0]) for k in range(6)}
+    assert len(draws) > 1  # different seeds explore
 
 
-def test_scores_are_cosines_in_descending_order_for_greedy_samples(bank):
-    out = bank.decode(encode(["a tall building in the city"]), Sampling(num_samples=5))[0]
+def test_top_k_1_and_temperature_0_return_the_best_match(bank, embed):
+    e = embed(["the river flooded the valley"])
+    greedy = bank.decode(e, Sampling())[0][0]
+    assert bank.decode(e, Sampling(temperature=2.0, top_k=1, seed=9))[0][0].text == greedy.text
+    sims, ids = bank.search(e, 1)
+    assert greedy.text == bank.texts[ids[0, 0]] and greedy.score == pytest.approx(float(sims[0, 0]))
+
+
+def test_greedy_samples_are_the_nearest_phrases_with_descending_cosines(bank, embed):
+    out = bank.decode(embed(["a tall building in the city"]), Sampling(num_samples=5))[0]
     scores = [d.score for d in out]
     assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1.01
 
 
-def test_tiny_bank_matches_brute_force_and_survives_save_load(tmp_path):
+def test_committed_bank_is_small_and_reports_its_size(bank):
+    assert bank.num_parameters == 0
+    assert bank.n_phrases == len(load_split("train")) == bank.cfg.n_phrases
+    assert 0 < bank.bank_bytes <= MAX_BANK_MB * 1e6
+
+
+def _clustered(n, rng, d=768):
+    """Unit vectors around 50 centres: a tiny corpus with real neighbourhood structure."""
+    centres = rng.standard_normal((50, d)).astype(np.float32)
+    x = centres[rng.integers(0, 50, n)] + 0.8 * rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_tiny_compressed_bank_recall_against_brute_force_and_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((500, 768)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = _clustered(3000, rng)
+    texts = [f"phrase {i}" for i in range(len(x))]
+    q = x[:200] + 0.03 * rng.standard_normal((200, 768)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, 0]
+
+    cfg = BankConfig(factory="IVF16,PQ48np", nprobe=8, train_size=3000)
+    save(tmp_path, build_index(x, cfg), texts, cfg)
+    dec = load(directory=tmp_path)
+    assert dec.cfg == cfg and dec.n_phrases == 3000 and dec.bank_bytes > 0
+    got = [row[0].text for row in dec.decode(q, Sampling())]
+    recall = np.mean([g == texts[j] for g, j in zip(got, exact)])
+    assert recall >= 0.9, f"recall@1 {recall:.2f} of the tiny IVF-PQ bank"
+
+
+def test_tiny_exact_bank_equals_numpy_argsort(tmp_path):
+    rng = np.random.default_rng(1)
+    x = _clustered(500, rng)
     texts = [f"phrase {i}" for i in range(500)]
     cfg = BankConfig(factory="Flat", train_size=500)
     save(tmp_path, build_index(x, cfg), texts, cfg)
     dec = load(directory=tmp_path)
-    q = x[:20] + 0.05 * rng.standard_normal((20, 768)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q = _clustered(20, rng)
     expected = np.argsort(-(q @ x.T), axis=1)[:, :3]
     got = dec.decode(q, Sampling(num_samples=3))
     assert [[d.text for d in row] for row in got] == [[texts[j] for j in row] for row in expected]
-    assert dec.cfg.n_phrases == 500
+    np.testing.assert_allclose([[d.score for d in row] for row in got],
+                               np.take_along_axis(q @ x.T, expected, axis=1), atol=1e-5)
 
 
 def test_assembly_never_lowers_the_cosine(tmp_path):
-    bank = load()
-    bank.cfg.max_phrases = 3
-    try:
-        e = encode(["the dog chased the cat up a tree and then slept in the sun"])
-        joined = bank.decode(e, Sampling())[0][0]
-    finally:
-        bank.cfg.max_phrases = 1
-    single = bank.decode(e, Sampling())[0][0]
-    assert joined.score >= single.score - 1e-6
+    rng = np.random.default_rng(2)
+    x = _clustered(400, rng)
+    texts = [f"phrase {i}" for i in range(400)]
+    cfg = BankConfig(factory="Flat", train_size=400, max_phrases=3)
+    save(tmp_path, build_index(x, cfg), texts, cfg)
+    joined_bank = load(directory=tmp_path)
+    target = x[3] + x[200] + x[350]  # a mixture: one phrase cannot match it, three can
+    single = joined_bank.search((target / np.linalg.norm(target))[None], 1)[0][0, 0]
+    joined = joined_bank.decode(target[None], Sampling())[0][0]
+    assert joined.score >= single - 1e-6
+    assert joined.text.count("; ") >= 1 and joined.score > single + 0.05
 
 
-def test_unknown_config_key_raises(tmp_path):
+def test_config_round_trips_and_unknown_keys_raise(tmp_path):
+    cfg = BankConfig(factory="IVF8,PQ16", nprobe=4, logit_scale=12.5)
+    assert BankConfig(**json.loads(json.dumps(asdict(cfg)))) == cfg
     (tmp_path / "config.json").write_text('{"factory": "Flat", "bogus": 1}')
     with pytest.raises(ValueError, match="unknown bank config keys"):
         BankConfig.from_json(tmp_path / "config.json")
+    with pytest.raises(TypeError):
+        BankConfig(**{"factory": "Flat", "bogus": 1})
+
+
+def test_missing_bank_says_how_to_build_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m decoders.phrase_bank build"):
+        load(directory=tmp_path)
