@@ -11,7 +11,6 @@ signal added to the residual stream at every block.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

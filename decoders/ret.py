@@ -142,7 +142,6 @@ def compression_report(directory: Path = ASSET_DIR, n: int = 256, runs: int = 30
 
         python -m decoders.ret compress
     """
-    import io
     import tempfile
 
     import numpy as np

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
-from dataclasses import asdict, fields
+
 from pathlib import Path
 
 import numpy as np
