@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from decoders import EMBED_DIM, Sampling, available_decoders, get_decoder, validate_embeddings
+from decoders import EMBED_DIM, Sampling, available_decoders, default_decoders, get_decoder, validate_embeddings
 from decoders.encoder import MAX_CHARS, check_texts, encode
 
 RESULTS_DIR = Path(__file__).resolve().parent / "assets" / "results"
 # ret-int8 is registered and benchmarked, but its numbers (slower and worse than fp32 RET on
 # this CPU: decoders/ret.py `compress`, assets/ret/MODEL_CARD.md) do not earn it a default column.
-DEFAULT_DECODERS = [d for d in available_decoders() if d != "ret-int8"]
+DEFAULT_DECODERS = default_decoders()
 MODES = ["Text", "Vector", "Interpolate"]
 COLUMNS = ["decoder", "sample", "output", "round-trip cos", "BLEU", "BERTScore F1", "decoder score",
            "latency ms", "params"]

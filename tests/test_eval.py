@@ -225,8 +225,8 @@ def stub_registry(monkeypatch):
     module = types.ModuleType("_eval_stub_decoders")
     module.load, module.load_broken = _load_stub, _load_broken
     monkeypatch.setitem(sys.modules, "_eval_stub_decoders", module)
-    monkeypatch.setattr(decoders, "DECODERS", {"stub": "_eval_stub_decoders:load",
-                                               "broken": "_eval_stub_decoders:load_broken"})
+    monkeypatch.setattr(decoders, "DECODERS", {"stub": decoders.DecoderSpec("_eval_stub_decoders:load"),
+                                               "broken": decoders.DecoderSpec("_eval_stub_decoders:load_broken")})
     decoders.get_decoder.cache_clear()
     yield
     decoders.get_decoder.cache_clear()
