@@ -93,13 +93,13 @@ def test_near_duplicates_of_held_out_text_are_found():
 
 def test_eval_sets_are_stratified_by_source_and_a_function_of_the_text():
     pool = [("big", "k", f"big sentence {i}") for i in range(30_000)] + \
-           [("small", "k", f"small sentence {i}") for i in range(500)]
+           [("small", "k", f"small sentence {i}") for i in range(2500)]
     a = choose_eval(pool)
     counts = {(pool[i][0], s): 0 for i, s in a.items()}
     for i, s in a.items():
         counts[pool[i][0], s] += 1
-    assert counts["small", "open-test"] == counts["small", "open-dev"] == 100
-    assert counts["big", "open-test"] == counts["big", "open-dev"] == 1900
+    assert counts["small", "open-test"] == counts["small", "open-dev"] == 1000
+    assert counts["big", "open-test"] == counts["big", "open-dev"] == 1000
     b = choose_eval(pool[::-1])
     assert {pool[i][2]: s for i, s in a.items()} == {pool[::-1][i][2]: s for i, s in b.items()}
 

@@ -10,8 +10,9 @@ Steps, in order:
   3. keep English prose: 3-40 words, mostly letters, no inline code, URL or e-mail address,
      English by lingua's detector;
   4. drop exact and normalised duplicates (WordNet first, then the sources in SOURCES order);
-  5. choose open-test and open-dev: 2,000 sentences each, by hash, stratified by source
-     (at least 100 per source, the rest in proportion to size);
+  5. choose open-test and open-dev: 2,000 sentences each, by hash, stratified by source with
+     an equal share per source (so that no one source, GCIDE's definitions above all, makes
+     the headline number);
   6. drop from train every near-duplicate of a dev or test sentence (WordNet's and the open
      ones): same normalised text, one containing the other, or word-set Jaccard >= 0.8;
   7. cap each source at 40% of the train split.
@@ -102,20 +103,24 @@ def read_source(name: str, english: English, report: dict) -> list[tuple[str, st
     """(source, kind, sentence) for one source, filtered; fills report[name]."""
     module = importlib.import_module(f"tools.sources.{name}")
     t0 = time.perf_counter()
-    passages, candidates, reasons = Counter(), [], Counter()
+    passages, candidates, reasons, examples = Counter(), [], Counter(), defaultdict(list)
     for kind, passage in module.read():
         passages[kind] += 1
         for s in segment(passage):
             why = reject_reason(s)
             if why:
                 reasons[why] += 1
+                if len(examples[why]) < 5:
+                    examples[why].append(s)
             else:
                 candidates.append((kind, s))
     keep = english.mask([s for _, s in candidates])
     reasons["not_english"] = keep.count(False)
+    examples["not_english"] = [s for (_, s), k in zip(candidates, keep) if not k][::max(1, keep.count(False) // 5)][:5]
     out = [(name, kind, s) for (kind, s), k in zip(candidates, keep) if k]
     report[name] = {"package": module.PACKAGE, "license": module.LICENSE, "install": module.INSTALL,
                     "passages": dict(passages), "kept_before_dedup": len(out), "rejected": dict(reasons),
+                    "rejected_examples": dict(examples),
                     "seconds": round(time.perf_counter() - t0, 1)}
     print(f"{name}: {sum(passages.values())} passages -> {len(out)} sentences "
           f"({dict(reasons)}) in {report[name]['seconds']} s", file=sys.stderr, flush=True)
@@ -139,8 +144,7 @@ def choose_eval(pool: list[tuple[str, str, str]]) -> dict[int, str]:
     by_source = defaultdict(list)
     for i, (src, _, text) in enumerate(pool):
         by_source[src].append(i)
-    total = len(pool)
-    quota = {s: max(MIN_PER_SOURCE, int(N_EVAL * len(ix) / total)) for s, ix in by_source.items()}
+    quota = {s: max(MIN_PER_SOURCE, N_EVAL // len(by_source)) for s in by_source}
     largest = max(quota, key=lambda s: len(by_source[s]))
     quota[largest] += N_EVAL - sum(quota.values())
     assignment = {}
@@ -265,7 +269,9 @@ def build(only: list[str] | None, out_dir: Path, write: bool) -> dict:
 
 def _wordnet_info() -> dict:
     from tools.sources import wordnet
-    return {"package": wordnet.PACKAGE, "license": wordnet.LICENSE}
+    return {"package": wordnet.PACKAGE, "license": wordnet.LICENSE, "install": wordnet.INSTALL,
+            "passages": "glosses and usage examples of assets/corpus/wordnet.tsv.gz (unchanged since round 1)",
+            "rejected": {}}
 
 
 def main(argv=None):
