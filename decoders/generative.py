@@ -106,8 +106,11 @@ class Attention(nn.Module):
             if cache:
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
             cache[:] = [k, v]
+        S = k.shape[2]  # positions attended to: the cached ones, then these T
+        if attn_mask is None and T > 1 and S > T:  # new token i sees positions 0 .. S - T + i
+            attn_mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         if attn_mask is None and T > 1:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=(k.shape[2] == T),
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:  # a single new token sees every cached position; or an explicit mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)

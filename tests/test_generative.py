@@ -41,6 +41,16 @@ def test_kv_cache_equals_full_recompute():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-4)
 
 
+def test_kv_cache_with_several_new_tokens_equals_full_recompute():
+    """Several tokens at once on a non-empty cache must stay causal among themselves."""
+    m = tiny(bridge_per_layer=True)
+    emb, toks = torch.randn(2, 768), torch.randint(3, 64, (2, 9))
+    full = m(toks, emb=emb)
+    cache = m.new_cache()
+    parts = [m(toks[:, :3], emb=emb, cache=cache), m(toks[:, 3:7], cache=cache), m(toks[:, 7:], cache=cache)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
 def _generate_without_cache(m, emb, steps):
     """Greedy reference: recompute the whole sequence at every step."""
     toks = torch.full((emb.shape[0], 1), m.cfg.bos_id)
