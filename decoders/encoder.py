@@ -126,10 +126,18 @@ def resolve_model_dir(name: str = MPNET, path: str | Path | None = None) -> str:
         return f"sentence-transformers/{MPNET}"  # online fallback (e.g. Hugging Face Spaces)
 
 
+def is_available(name: str = MPNET) -> bool:
+    """True when encoder `name` can be loaded from a local folder (no hub download)."""
+    try:
+        return not resolve_model_dir(name).startswith("sentence-transformers/")
+    except FileNotFoundError:
+        return False
+
+
 @lru_cache(maxsize=None)
 def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None):
     """Load once per process. Raises with an install hint when the model cannot be found."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # heavy (imports transformers): only when an encoder is needed
 
     where = resolve_model_dir(name, path)
     try:
@@ -138,7 +146,9 @@ def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None
         raise FileNotFoundError(f"could not load {name} from {where}: {e}. Install it with: {INSTALL_HINT}") from None
 
 
-def check_texts(texts) -> list[str]:
+def check_texts(texts, strict: bool = True) -> list[str]:
+    """`texts` as a non-empty list of strings, or ValueError naming the bad one. strict: also refuse
+    empty texts and texts over MAX_CHARS characters (user input; decoder outputs may be empty)."""
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -147,6 +157,8 @@ def check_texts(texts) -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise ValueError(f"text {i} is {type(t).__name__}, not a string")
+        if not strict:
+            continue
         if not t.strip():
             raise ValueError(f"text {i} is empty")
         if len(t) > MAX_CHARS:
@@ -154,10 +166,18 @@ def check_texts(texts) -> list[str]:
     return texts
 
 
-def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM)."""
-    texts = check_texts(texts)
+def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu", strict: bool = True) -> np.ndarray:
+    """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM).
+
+    strict (default): refuse empty and over-long texts, as for user input. strict=False encodes
+    any strings as they are, "" included (the encoder sees only [CLS] [SEP] and returns a real
+    unit vector): the metrics score decoder outputs this way.
+    """
+    texts = check_texts(texts, strict)
     model = load_encoder(name, device)
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                        convert_to_numpy=True, show_progress_bar=False)
-    return np.asarray(emb, dtype=np.float32)
+    emb = np.asarray(emb, dtype=np.float32)
+    if not np.isfinite(emb).all():
+        raise RuntimeError(f"{name} returned a non-finite embedding")
+    return emb

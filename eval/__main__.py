@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # load the metric models now, so that every decoder's peak RSS includes the same baseline
     m.bertscore_f1(["warm up"], ["warm up"], **bert_kw, device=device)
-    m.encode_any(["warm up"], m.MINILM, device)
+    encode(["warm up"], m.MINILM, device=device)
     baseline_rss = lat.rss_mb()
 
     samples, skipped = [], {}
