@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import check_decoder_names, get_decoder
 from .base import Decoded, Decoder, Sampling
+from .encoder import encode as mpnet_encode
 from .sampling import make_generator, sample_next_token
 
 
@@ -27,18 +29,18 @@ class HybridConfig:
     bank_candidates: int = 8          # nearest phrases proposed by the phrase bank
     generative_samples: int = 6       # sampled generative candidates (besides its greedy one)
     explore_temperature: float = 0.8  # temperature of those samples
-    use_ret: bool = True              # add RET's greedy output
     refine_steps: int = 1             # feedback rounds
     correction: float = 1.0           # step size of the target correction
     logit_scale: float = 20.0         # as the phrase bank: logits = cosine * scale
+    bank_decoder: str = "phrase-bank"   # registry names of the proposers `load` puts together
+    generative_decoder: str = "generative"
+    ret_decoder: str | None = "ret"     # None: no byte-level proposer
 
 
 class HybridDecoder(Decoder):
     name = "hybrid"
 
     def __init__(self, bank, generative, ret=None, cfg: HybridConfig | None = None, encode=None):
-        from .encoder import encode as mpnet_encode
-
         self.bank, self.generative, self.ret = bank, generative, ret
         self.cfg = cfg or HybridConfig()
         self.encode = encode or mpnet_encode
@@ -56,7 +58,7 @@ class HybridDecoder(Decoder):
         explore = Sampling(temperature=cfg.explore_temperature, top_p=0.95, max_new_tokens=sampling.max_new_tokens,
                            num_samples=cfg.generative_samples, seed=seed) if cfg.generative_samples else None
         gen_s = self.generative.decode(x, explore) if explore else [[] for _ in range(n)]
-        ret = self.ret.decode(x, greedy) if (self.ret is not None and cfg.use_ret) else [[] for _ in range(n)]
+        ret = self.ret.decode(x, greedy) if self.ret is not None else [[] for _ in range(n)]
         for i in range(n):
             pools[i] = [d.text for d in bank[i] + gen[i] + gen_s[i] + ret[i]]
         return pools
@@ -104,7 +106,9 @@ class HybridDecoder(Decoder):
         return out
 
 
-def load(device: str = "cpu") -> HybridDecoder:
-    from . import get_decoder
-
-    return HybridDecoder(get_decoder("phrase-bank"), get_decoder("generative", device), get_decoder("ret", device))
+def load(device: str = "cpu", cfg: HybridConfig | None = None) -> HybridDecoder:
+    """The registered proposers named in `cfg` (loaded once per process by the registry)."""
+    cfg = cfg or HybridConfig()
+    check_decoder_names([n for n in (cfg.bank_decoder, cfg.generative_decoder, cfg.ret_decoder) if n])
+    ret = get_decoder(cfg.ret_decoder, device) if cfg.ret_decoder else None
+    return HybridDecoder(get_decoder(cfg.bank_decoder, device), get_decoder(cfg.generative_decoder, device), ret, cfg)

@@ -69,3 +69,10 @@ def test_same_seed_same_samples():
 
 def test_parameter_count_is_the_neural_parts():
     assert hybrid().num_parameters == 110
+
+
+def test_proposers_are_registry_names_checked_before_loading():
+    from decoders.hybrid import load
+
+    with pytest.raises(ValueError, match="unknown decoder\\(s\\) 'nope'; valid decoders: phrase-bank"):
+        load(cfg=HybridConfig(ret_decoder="nope"))
