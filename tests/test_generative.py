@@ -2,17 +2,17 @@
 (plus the shipped checkpoint where named)."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from decoders import checkpoint
+from decoders import checkpoint, get_decoder
 from decoders.base import Sampling
 from decoders.corpus import load_split
 from decoders.generative import (ASSET_DIR, KIND, BPETokenizer, Config, GenerativeDecoder, GenerativeDecoderModel,
                                  load_model, train_tokenizer)
 from decoders.sampling import make_generator, sample_next_token
 from decoders.transformer import GATES, GatedFeedForward, apply_rotary_emb, generate, precompute_rope
+from eval.metrics import roundtrip_cosine
 
 TINY = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=2, ffn_hidden=48, n_prefix=2, bridge_hidden=16, max_len=24)
 
@@ -199,9 +199,6 @@ def test_tokenizer_round_trip_and_decoder_api():
 def test_shipped_checkpoint_reconstructs_dev_sentences(embed):
     """Greedy outputs of the shipped model on 16 dev sentences (never trained on) land near their
     targets: mean round-trip cosine 0.574 when recorded, 0.04-0.05 for the same model untrained."""
-    from decoders import get_decoder
-    from eval.metrics import roundtrip_cosine
-
     texts = load_split("dev")[:16]
     e = embed(texts)
     dec = get_decoder("generative")

@@ -1,10 +1,9 @@
 """Hybrid decoder: encoder-in-the-loop selection, with stub proposers and a stub encoder."""
 import numpy as np
 import pytest
-import torch
 
 from decoders.base import Decoded, Decoder, Sampling
-from decoders.hybrid import HybridConfig, HybridDecoder
+from decoders.hybrid import HybridConfig, HybridDecoder, load
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 BASIS = {w: np.eye(8, dtype=np.float32)[i] for i, w in enumerate(WORDS)}
@@ -72,7 +71,5 @@ def test_parameter_count_is_the_neural_parts():
 
 
 def test_proposers_are_registry_names_checked_before_loading():
-    from decoders.hybrid import load
-
     with pytest.raises(ValueError, match="unknown decoder\\(s\\) 'nope'; valid decoders: phrase-bank"):
         load(cfg=HybridConfig(ret_decoder="nope"))

@@ -4,12 +4,13 @@ import json
 import pytest
 import torch
 
-from decoders import checkpoint
+from decoders import checkpoint, get_decoder
 from decoders.base import Sampling
 from decoders.corpus import load_split
 from decoders.ret import (ASSET_DIR, KIND, RET, ByteTokenizer, RETConfig, RETDecoder, bytes_to_text, load_model,
                           quantize_int8)
 from decoders.transformer import generate
+from eval.metrics import roundtrip_cosine
 from tools.ret_compression import prune_magnitude
 
 TINY = dict(d_model=32, n_heads=2, ffn_hidden=32, n_loops=3, n_prefix=2, bridge_hidden=16, max_len=32)
@@ -122,9 +123,6 @@ def test_pruning_zeroes_the_requested_share():
 def test_shipped_checkpoints_reconstruct_dev_sentences(name, floor, embed):
     """Greedy outputs on 16 dev sentences (never trained on) are valid UTF-8 and land near their
     targets (mean round-trip cosine when recorded: ret 0.432, ret-int8 0.434; untrained 0.05-0.07)."""
-    from decoders import get_decoder
-    from eval.metrics import roundtrip_cosine
-
     e = embed(load_split("dev")[:16])
     outs = [o[0].text for o in get_decoder(name).decode(e, Sampling())]
     for t in outs:

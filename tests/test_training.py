@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from decoders import checkpoint
+from decoders.base import Sampling
 from decoders.corpus import load_split
 from decoders.generative import ASSET_DIR as GENERATIVE_DIR
 from decoders.ret import ASSET_DIR as RET_DIR
 from decoders.transformer import generate
-from decoders.base import Sampling
 from eval import metrics
 from training.config import TrainConfig, add_arguments, from_args
 from training.trainer import MODELS, Trainer, evaluate, lr_at
