@@ -126,12 +126,20 @@ def resolve_model_dir(name: str = MPNET, path: str | Path | None = None) -> str:
         return f"sentence-transformers/{MPNET}"  # online fallback (e.g. Hugging Face Spaces)
 
 
+def is_available(name: str = MPNET) -> bool:
+    """True when encoder `name` can be loaded from a local folder (no hub download)."""
+    try:
+        return not resolve_model_dir(name).startswith("sentence-transformers/")
+    except FileNotFoundError:
+        return False
+
+
 @lru_cache(maxsize=None)
 def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None, dtype: str = "float32"):
     """Load once per process and dtype ("float32", or "bfloat16"/"float16" for bulk embedding).
     Raises with an install hint when the model cannot be found."""
     import torch
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # heavy (imports transformers): only when an encoder is needed
 
     where = resolve_model_dir(name, path)
     kwargs = {} if dtype == "float32" else {"model_kwargs": {"torch_dtype": getattr(torch, dtype)}}
@@ -141,7 +149,9 @@ def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None
         raise FileNotFoundError(f"could not load {name} from {where}: {e}. Install it with: {INSTALL_HINT}") from None
 
 
-def check_texts(texts) -> list[str]:
+def check_texts(texts, strict: bool = True) -> list[str]:
+    """`texts` as a non-empty list of strings, or ValueError naming the bad one. strict: also refuse
+    empty texts and texts over MAX_CHARS characters (user input; decoder outputs may be empty)."""
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -150,6 +160,8 @@ def check_texts(texts) -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise ValueError(f"text {i} is {type(t).__name__}, not a string")
+        if not strict:
+            continue
         if not t.strip():
             raise ValueError(f"text {i} is empty")
         if len(t) > MAX_CHARS:
@@ -157,12 +169,20 @@ def check_texts(texts) -> list[str]:
     return texts
 
 
-def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu", dtype: str = "float32") -> np.ndarray:
+def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu", strict: bool = True,
+           dtype: str = "float32") -> np.ndarray:
     """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM).
 
-    dtype is the encoder's compute dtype; outputs are normalised in float32 either way."""
-    texts = check_texts(texts)
+    strict (default): refuse empty and over-long texts, as for user input. strict=False encodes
+    any strings as they are, "" included (the encoder sees only [CLS] [SEP] and returns a real
+    unit vector): the metrics score decoder outputs this way.
+    dtype is the encoder's compute dtype (bfloat16 for bulk embedding); outputs are normalised
+    in float32 either way.
+    """
+    texts = check_texts(texts, strict)
     model = load_encoder(name, device, dtype=dtype)
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=False,
                        convert_to_tensor=True, show_progress_bar=False).float().cpu().numpy()
+    if not np.isfinite(emb).all():
+        raise RuntimeError(f"{name} returned a non-finite embedding")
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)

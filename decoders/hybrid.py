@@ -33,6 +33,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from . import check_decoder_names, get_decoder
 from .base import Decoded, Decoder, Sampling
 from .encoder import encode as mpnet_encode
 from .sampling import make_generator, sample_next_token
@@ -54,6 +55,8 @@ class HybridConfig:
     correction: float = 1.0           # TargetShift step size
     explore_temperature: float = 0.7  # temperature of the extra proposals in greedy mode
     logit_scale: float = 20.0         # sampling the returned texts: logits = cosine * scale
+    bank_decoder: str | None = "phrase-bank"   # registry names of the parts `load` puts together
+    generative_decoder: str = "generative"
 
     def __post_init__(self):
         if self.start not in STARTS:
@@ -215,6 +218,8 @@ class HybridDecoder(Decoder):
 
 
 def load(device: str = "cpu", cfg: HybridConfig | None = None) -> HybridDecoder:
-    from . import get_decoder   # the registry imports this module: resolve at call time
-
-    return HybridDecoder(get_decoder("phrase-bank"), get_decoder("generative", device), cfg=cfg)
+    """The registered decoders named in `cfg` (loaded once per process by the registry)."""
+    cfg = cfg or HybridConfig()
+    check_decoder_names([n for n in (cfg.bank_decoder, cfg.generative_decoder) if n])
+    bank = get_decoder(cfg.bank_decoder, device) if cfg.bank_decoder else None
+    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), cfg=cfg)

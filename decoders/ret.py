@@ -1,10 +1,13 @@
 """RET: a resource-efficient byte-level transformer decoder (< 800K parameters).
 
 No tokenizer: the vocabulary is the 256 byte values plus <pad>, <bos>, <eos>. One
-transformer block (the generative decoder's `Block`) is applied `n_loops` times with
-the same weights, embeddings are tied, and the 768-d input enters through the same
-`EmbeddingToTextBridge`. `ret-int8` is the same checkpoint with its linear layers
-dynamically quantised to int8.
+transformer block is applied `n_loops` times with the same weights, embeddings are
+tied, and the 768-d input enters through an `EmbeddingToTextBridge` (prefix vectors
+only). `ret-int8` is the same checkpoint with its linear layers dynamically quantised
+to int8. The parts are in `decoders/transformer.py`; the checkpoint format in
+`decoders/checkpoint.py`.
+
+    sequence:  [p_1 .. p_k] <bos> b_1 .. b_n      ->  predicts  b_1 .. b_n <eos>
 """
 from __future__ import annotations
 
@@ -13,58 +16,109 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.ao.quantization import quantize_dynamic
 
-from .base import Decoded, Decoder, Sampling
-from .generative import Config, GenerativeDecoderModel, generate, load_model
+from . import checkpoint
+from .base import EMBED_DIM, Decoded, Decoder, Sampling
+from .transformer import Block, EmbeddingToTextBridge, KVCache, RMSNorm, generate, init_weights, precompute_rope
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
-N_SPECIAL = 3  # <pad>=0, <bos>=1, <eos>=2; byte b is token b + 3
+KIND = "ret"     # config.json "kind"
+N_SPECIAL = 3    # <pad>=0, <bos>=1, <eos>=2; byte b is token b + 3
 
 
 @dataclass
-class RETConfig(Config):
+class RETConfig:
     vocab_size: int = 256 + N_SPECIAL
     d_model: int = 256
-    n_layers: int = 1             # distinct blocks: one, shared
-    n_loops: int = 4              # times the shared block is applied
     n_heads: int = 2
-    ffn_hidden: int = 256
-    n_prefix: int = 4
+    ffn_hidden: int = 256         # SwiGLU hidden size
+    n_loops: int = 4              # times the one shared block is applied
+    n_prefix: int = 4             # prefix vectors made from the embedding
     bridge_hidden: int = 128
     max_len: int = 128            # bytes, <bos> included
     bytes_per_token: int = 3      # Sampling.max_new_tokens is read as max_new_tokens * 3 bytes
+    embed_dim: int = EMBED_DIM
+    rope_theta: float = 10000.0
+    dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.n_layers != 1:
-            raise ValueError(f"RET shares one block: n_layers must be 1, got {self.n_layers}")
+        if self.vocab_size != 256 + N_SPECIAL:
+            raise ValueError(f"RET's vocabulary is 256 bytes + {N_SPECIAL} special tokens, got vocab_size={self.vocab_size}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size (RoPE)")
+        if self.n_loops < 1:
+            raise ValueError(f"n_loops must be >= 1, got {self.n_loops}")
 
 
-class RET(GenerativeDecoderModel):
-    """GenerativeDecoderModel with one block looped n_loops times."""
+class RET(nn.Module):
+    """Byte model: one block applied `n_loops` times. `forward(tokens, emb=..., cache=...)` as
+    the generative model's: logits for the token positions, the bridge's prefix before them."""
 
-    def layers(self):
-        return [self.blocks[0]] * self.cfg.n_loops
+    def __init__(self, cfg: RETConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.block = Block(cfg.d_model, cfg.n_heads, cfg.ffn_hidden, "swiglu", cfg.dropout)
+        self.bridge = EmbeddingToTextBridge(cfg.embed_dim, cfg.bridge_hidden, cfg.n_prefix, cfg.d_model)
+        self.norm = RMSNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied
+        cos, sin = precompute_rope(cfg.d_model // cfg.n_heads, cfg.max_len + cfg.n_prefix, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(init_weights)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.n_loops)  # one slot per application of the block
+
+    def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
+        x = self.tok_emb(tokens)
+        n_prefix = 0
+        if emb is not None:
+            prefix, _ = self.bridge(emb.to(x.dtype))
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+            n_prefix = prefix.shape[1]
+        start = cache.pos if cache is not None else 0
+        T = x.shape[1]
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        for i in range(self.cfg.n_loops):
+            x = self.block(x, cos, sin, cache, i)
+        if cache is not None:
+            cache.pos = start + T
+        return self.lm_head(self.norm(x[:, n_prefix:]))
 
 
-def create_ultra_compact_decoder(**overrides) -> RET:
-    """The reference RET configuration (d=256, 2 heads, one block looped 4 times)."""
-    return RET(RETConfig(**overrides))
-
+# --------------------------------------------------------------------------- tokenizer
 
 class ByteTokenizer:
+    """UTF-8 bytes shifted by N_SPECIAL; nothing to train or save."""
+
+    vocab_size = 256 + N_SPECIAL
+    special_ids = {"pad": 0, "bos": 1, "eos": 2}
+
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [[b + N_SPECIAL for b in t.encode("utf-8")] for t in texts]
 
     def decode(self, ids: list[int]) -> str:
         return bytes_to_text(bytes(i - N_SPECIAL for i in ids if i >= N_SPECIAL))
 
+    @classmethod
+    def train(cls, texts: list[str], cfg: RETConfig) -> "ByteTokenizer":
+        return cls()
+
     def save(self, directory: Path):
         pass  # nothing to save: the vocabulary is the byte values
 
     @classmethod
-    def load(cls, directory: Path):
+    def load(cls, directory: Path) -> "ByteTokenizer":
         return cls()
 
 
@@ -74,17 +128,7 @@ def bytes_to_text(b: bytes) -> str:
     return b.decode("utf-8", errors="ignore")
 
 
-def quantize_int8(model: RET) -> nn.Module:
-    """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on the fly)."""
-    try:
-        from torch.ao.quantization import quantize_dynamic
-    except ImportError:  # older layout
-        from torch.quantization import quantize_dynamic
-    model = model.to("cpu").eval()
-    # lm_head is an nn.Linear too: it gets its own int8 copy of the (tied) embedding table.
-    q = quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    return q
-
+# --------------------------------------------------------------------------- decoder
 
 class RETDecoder(Decoder):
     name = "ret"
@@ -107,82 +151,25 @@ class RETDecoder(Decoder):
         return [[Decoded(texts[i * k + j], scores[i * k + j]) for j in range(k)] for i in range(x.shape[0])]
 
 
+def quantize_int8(model: RET) -> nn.Module:
+    """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on the fly).
+    lm_head is an nn.Linear too: it gets its own int8 copy of the (tied) embedding table."""
+    return quantize_dynamic(model.to("cpu").eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[RET, ByteTokenizer]:
+    """(model, tokenizer) from a checkpoint folder (decoders/checkpoint.py)."""
+    return checkpoint.load(directory, KIND, RETConfig, RET, ByteTokenizer, device)
+
+
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
-    return RETDecoder(load_model(directory, RET, RETConfig, device=device), device)
+    return RETDecoder(load_model(directory, device)[0], device)
 
 
 def load_int8(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
     if device != "cpu":
-        raise ValueError("ret-int8 runs on the CPU only (dynamic int8 quantisation)")
-    model = load_model(directory, RET, RETConfig, device="cpu")
-    n = model.num_parameters()
-    dec = RETDecoder(quantize_int8(model), "cpu", n_params=n)
+        raise ValueError(f"ret-int8 runs on the CPU only (dynamic int8 quantisation), got device {device!r}")
+    model = load_model(directory, "cpu")[0]
+    dec = RETDecoder(quantize_int8(model), "cpu", n_params=model.num_parameters())
     dec.name = "ret-int8"
     return dec
-
-
-def prune_magnitude(model: RET, sparsity: float) -> RET:
-    """A copy with the smallest-magnitude `sparsity` share of each block linear weight set to zero
-    (the tied embedding table is left dense)."""
-    import copy
-
-    model = copy.deepcopy(model)
-    for module in model.blocks.modules():
-        if isinstance(module, nn.Linear):
-            w = module.weight.data
-            k = int(sparsity * w.numel())
-            if k:
-                threshold = w.abs().flatten().kthvalue(k).values
-                w[w.abs() <= threshold] = 0.0
-    return model
-
-
-def compression_report(directory: Path = ASSET_DIR, n: int = 256, runs: int = 30, threads: int = 2) -> list[dict]:
-    """fp32 vs dynamic int8 vs magnitude pruning: size on disk, CPU latency, dev quality.
-
-        python -m decoders.ret compress
-    """
-    import tempfile
-
-    import numpy as np
-
-    from .corpus import load_embeddings, load_split
-    from .train import encoder_available, evaluate, pack_sequences
-    from eval.latency import decoder_latency
-
-    torch.set_num_threads(threads)
-    texts = load_split("dev")[:n]
-    emb = torch.as_tensor(load_embeddings("dev")[:n].astype(np.float32))
-    base = load_model(directory, RET, RETConfig)
-    tok = ByteTokenizer()
-    seqs, lengths = pack_sequences(tok.encode(texts), base.cfg.max_len, base.cfg.bos_id, base.cfg.eos_id,
-                                   base.cfg.pad_id)
-    variants = {"fp32": base, "int8 (dynamic)": quantize_int8(load_model(directory, RET, RETConfig)),
-                "pruned 30%": prune_magnitude(base, 0.3), "pruned 60%": prune_magnitude(base, 0.6)}
-    rows = []
-    for name, model in variants.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "weights.pt"
-            torch.save(model.state_dict(), path)
-            size = path.stat().st_size
-        # evaluate() needs a float model for the teacher-forced loss; int8 runs the same code path
-        m = evaluate(model, tok, texts, emb, seqs, lengths, base.cfg.pad_id, torch.device("cpu"),
-                     with_cosine=encoder_available())
-        lat = decoder_latency(RETDecoder(model, n_params=base.num_parameters()), emb.numpy(),
-                              Sampling(max_new_tokens=32), runs=runs, warmup=3, device="cpu")
-        rows.append({"variant": name, "size_mb": round(size / 2**20, 2), "p50_ms": round(lat["p50_ms"], 1),
-                     "p95_ms": round(lat["p95_ms"], 1), "dev_bleu": round(m["dev_bleu"], 2),
-                     "dev_cos": round(m.get("dev_cos", float("nan")), 4), "dev_loss": round(m["dev_loss"], 4)})
-    return rows
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] != ["compress"]:
-        raise SystemExit("usage: python -m decoders.ret compress")
-    rows = compression_report()
-    print(f"RET compression, {torch.get_num_threads()} CPU threads, first 256 dev sentences, greedy, up to 96 bytes")
-    print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r.values()) + " |")

@@ -10,8 +10,9 @@ output is scored against the input. Then each decoder is timed; the encoder is t
 
 Inputs: --split test|dev (WordNet corpus, corpus order) or --input FILE (one text per line,
 blank lines skipped); --limit N keeps the first N. --decoders all measures every registered
-decoder and skips, with the reason on stderr and in env.json, one that cannot be loaded; a
-decoder named explicitly that cannot be loaded stops the run (exit 1). Bad arguments (unknown
+decoder, --decoders default the ones the app shows by default; both skip, with the reason on
+stderr and in env.json, one that cannot be loaded; a decoder named explicitly that cannot be
+loaded stops the run (exit 1). Bad arguments (unknown
 decoder, missing or empty file, bad split) exit 2 with a usage message.
 
 Sampling defaults to greedy (--temperature 0). Batch b of the quality pass decodes with seed
@@ -66,6 +67,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
+import transformers
+from tqdm import tqdm
+
+from decoders import Sampling, available_decoders, check_decoder_names, default_decoders, get_decoder
+from decoders.corpus import load_split
+from decoders.encoder import MINILM, MPNET, check_texts, encode, load_encoder
+from eval import latency as lat
+from eval import metrics as m
 
 ROOT = Path(__file__).resolve().parent.parent
 ENCODER_ROW = "encoder (all-mpnet-base-v2)"
@@ -101,7 +112,7 @@ def non_negative_int(s: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--decoders", default="all", help="'all' or a comma list of registry names")
+    p.add_argument("--decoders", default="all", help="'all', 'default' or a comma list of registry names")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--split", choices=("test", "dev"), default=None, help="corpus split (default: test)")
     src.add_argument("--input", type=Path, default=None, help="a text file, one input text per line")
@@ -126,8 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_inputs(args, parser) -> tuple[list[str], str]:
     """The input texts and a short description of where they came from."""
-    from decoders.encoder import check_texts
-
     if args.input is not None:
         path = args.input
         if not path.is_file():
@@ -138,8 +147,6 @@ def read_inputs(args, parser) -> tuple[list[str], str]:
             parser.error(f"--input {path}: the file holds no text (one input per line)")
         source = path.name
     else:
-        from decoders.corpus import load_split
-
         split = args.split or "test"
         texts, source = load_split(split), split
     if args.limit is not None:
@@ -153,24 +160,23 @@ def read_inputs(args, parser) -> tuple[list[str], str]:
 
 
 def requested_decoders(spec: str, parser) -> list[str]:
-    from decoders import available_decoders
-
-    valid = available_decoders()
+    """'all' (every registered decoder), 'default' (the app's default columns) or a comma list."""
     if spec.strip() == "all":
-        return valid
+        return available_decoders()
+    if spec.strip() == "default":
+        return default_decoders()
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        parser.error("--decoders is empty; give 'all' or a comma list of: " + ", ".join(valid))
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        parser.error(f"unknown decoder(s) {', '.join(map(repr, unknown))}; valid decoders: {', '.join(valid)} (or 'all')")
+        parser.error("--decoders is empty; give 'all', 'default' or a comma list of: " + ", ".join(available_decoders()))
+    try:
+        check_decoder_names(names)
+    except ValueError as e:
+        parser.error(f"{e} (or 'all', 'default')")
     return list(dict.fromkeys(names))
 
 
 def load(name: str, device: str):
     """Load decoder `name` and read its parameter count (a decoder that cannot report it is not loadable)."""
-    from decoders import get_decoder
-
     t0 = time.perf_counter()
     decoder = get_decoder(name, device)
     params = int(decoder.num_parameters)
@@ -178,10 +184,6 @@ def load(name: str, device: str):
 
 
 def release(device: str) -> None:
-    import torch
-
-    from decoders import get_decoder
-
     get_decoder.cache_clear()
     gc.collect()
     if device == "cuda":
@@ -190,10 +192,6 @@ def release(device: str) -> None:
 
 def decode_all(decoder, name: str, targets: np.ndarray, sampling_kw: dict, batch_size: int) -> tuple[list[str], list, float]:
     """One greedy/sampled candidate per target row, in batches; returns texts, decoder scores, seconds."""
-    from tqdm import tqdm
-
-    from decoders import Sampling
-
     texts, scores = [], []
     t0 = time.perf_counter()
     starts = range(0, len(targets), batch_size)
@@ -208,8 +206,6 @@ def decode_all(decoder, name: str, targets: np.ndarray, sampling_kw: dict, batch
 def score_outputs(name: str, inputs: list[str], outputs: list[str], targets: np.ndarray, scores: list,
                   bert_kw: dict, device: str, batch_size: int):
     """Per-sample rows and the decoder's summary numbers."""
-    from eval import metrics as m
-
     bleu, signature = m.corpus_bleu(outputs, inputs)
     bs = np.array(m.bertscore_f1(outputs, inputs, **bert_kw, device=device, batch_size=batch_size))
     cos = m.roundtrip_cosine(outputs, targets, device=device, batch_size=batch_size)
@@ -248,8 +244,6 @@ def _cpu_model() -> str:
 
 
 def environment(device: str, threads: int) -> dict:
-    import torch
-
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -268,46 +262,19 @@ def environment(device: str, threads: int) -> dict:
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import pandas as pd
-    import torch
-    import transformers
-
-    from decoders import Sampling
-    from decoders.encoder import MPNET, encode, load_encoder
-    from eval import latency as lat
-    from eval import metrics as m
-
+def setup_process(seed: int, threads: int | None) -> int:
+    """The run's global state, set here in the entry point: torch threads, global seeds, no
+    progress bars from transformers. Returns the thread count in use."""
     transformers.utils.logging.disable_progress_bar()
-    try:
-        device = lat.resolve_device(args.device)
-    except ValueError as e:
-        parser.error(str(e))
-    names = requested_decoders(args.decoders, parser)
-    explicit = args.decoders.strip() != "all"
-    texts, source = read_inputs(args, parser)
-    sampling_kw = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-                   "max_new_tokens": args.max_new_tokens, "seed": args.seed}
-    try:
-        latency_sampling = Sampling(**sampling_kw)
-    except ValueError as e:
-        parser.error(str(e))
-    bert_kw = {"model_type": args.bertscore_model, "num_layers": args.bertscore_layers}
-    backbone = m.bertscore_backbone(**bert_kw)
-    out = args.out or ROOT / "assets" / "results" / device
+    threads = lat.set_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return threads
 
-    threads = lat.set_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    started = datetime.now(timezone.utc)
 
-    # the encoder: embed the inputs (these are the decoders' targets), then time it
+def measure_encoder(texts: list[str], common: dict, args, device: str) -> tuple[np.ndarray, dict]:
+    """Embed the inputs (the decoders' targets) and time the encoder; returns targets and its summary row."""
     lat.reset_peak_memory(device)
     t0 = time.perf_counter()
     encoder_params = sum(p.numel() for p in load_encoder(MPNET, device).parameters())
@@ -315,22 +282,37 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     targets = encode(texts, device=device)
     encode_s = time.perf_counter() - t0
-    common = {"device": device, "threads": threads, "input": source, "n": len(texts), **sampling_kw,
-              "bertscore_backbone": backbone}
-    summary = [{**common, "decoder": ENCODER_ROW, "params": encoder_params,
-                "temperature": None, "top_k": None, "top_p": None, "max_new_tokens": None, "seed": None,
-                "bertscore_backbone": None, "load_s": encoder_load_s, "decode_s": encode_s}]
+    row = {**common, "decoder": ENCODER_ROW, "params": encoder_params,
+           "temperature": None, "top_k": None, "top_p": None, "max_new_tokens": None, "seed": None,
+           "bertscore_backbone": None, "load_s": encoder_load_s, "decode_s": encode_s}
     if args.latency_runs:
         print(f"timing {ENCODER_ROW}", file=sys.stderr)
-        summary[0].update(lat.encoder_latency(texts, args.latency_runs, args.warmup, device, LATENCY_BATCH))
-    summary[0].update(lat.peak_memory(device))
+        row.update(lat.encoder_latency(texts, args.latency_runs, args.warmup, device, LATENCY_BATCH))
+    row.update(lat.peak_memory(device))
+    return targets, row
 
-    # load the metric models now, so that every decoder's peak RSS includes the same baseline
-    m.bertscore_f1(["warm up"], ["warm up"], **bert_kw, device=device)
-    m.encode_any(["warm up"], m.MINILM, device)
-    baseline_rss = lat.rss_mb()
 
-    samples, skipped = [], {}
+def measure_decoder(name: str, decoder, params: int, load_s: float, texts: list[str], targets: np.ndarray,
+                    common: dict, args, device: str) -> tuple[dict, list[dict]]:
+    """Decode every target, time the decoder, score its outputs: its summary row and sample rows."""
+    sampling_kw = {k: common[k] for k in ("temperature", "top_k", "top_p", "max_new_tokens", "seed")}
+    outputs, dec_scores, decode_s = decode_all(decoder, name, targets, sampling_kw, args.batch_size)
+    row = {**common, "decoder": name, "params": params, "load_s": load_s, "decode_s": decode_s}
+    if args.latency_runs:
+        print(f"timing {name}", file=sys.stderr)
+        row.update(lat.decoder_latency(decoder, targets, Sampling(**sampling_kw), args.latency_runs, args.warmup,
+                                       device, LATENCY_BATCH))
+    row.update(lat.peak_memory(device))
+    bert_kw = {"model_type": args.bertscore_model, "num_layers": args.bertscore_layers}
+    rows, quality = score_outputs(name, texts, outputs, targets, dec_scores, bert_kw, device, args.batch_size)
+    row.update(quality)
+    return row, rows
+
+
+def measure_decoders(names: list[str], explicit: bool, texts: list[str], targets: np.ndarray, common: dict,
+                     args, device: str) -> tuple[list[dict], list[dict], dict]:
+    """Summary rows, sample rows and {name: reason} of the decoders that could not be loaded."""
+    summary, samples, skipped = [], [], {}
     for name in names:
         release(device)
         lat.reset_peak_memory(device)
@@ -343,28 +325,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping decoder {name!r}: it could not be loaded: {reason}", file=sys.stderr)
             skipped[name] = reason
             continue
-        outputs, dec_scores, decode_s = decode_all(decoder, name, targets, sampling_kw, args.batch_size)
-        row = {**common, "decoder": name, "params": params, "load_s": load_s, "decode_s": decode_s}
-        if args.latency_runs:
-            print(f"timing {name}", file=sys.stderr)
-            row.update(lat.decoder_latency(decoder, targets, latency_sampling, args.latency_runs, args.warmup,
-                                           device, LATENCY_BATCH))
-        row.update(lat.peak_memory(device))
+        row, rows = measure_decoder(name, decoder, params, load_s, texts, targets, common, args, device)
         del decoder
-        rows, quality = score_outputs(name, texts, outputs, targets, dec_scores, bert_kw, device, args.batch_size)
-        row.update(quality)
         summary.append(row)
         samples.extend(rows)
     release(device)
-    measured = [r["decoder"] for r in summary[1:]]
-    if not measured:
+    if not summary:
         raise SystemExit(f"error: none of the decoders could be loaded: {json.dumps(skipped, indent=1)}")
+    return summary, samples, skipped
 
-    out.mkdir(parents=True, exist_ok=True)
-    summary_df = pd.DataFrame(summary).reindex(columns=SUMMARY_COLUMNS)
-    summary_df.to_csv(out / "summary.csv", index=False, float_format="%.6g")
-    pd.DataFrame(samples, columns=SAMPLE_COLUMNS).to_csv(out / "samples.csv", index=False, float_format="%.6g")
-    env = {
+
+def run_record(argv: list[str], args, started: datetime, device: str, threads: int, texts: list[str],
+               source: str, sampling_kw: dict, extra: dict) -> dict:
+    """env.json: the command, its environment and settings, what was measured."""
+    return {
         "command": shlex.join(["python", "-m", "eval", *argv]),
         "argv": argv,
         "date_utc": started.isoformat(timespec="seconds"),
@@ -378,13 +352,57 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "latency": {"runs": args.latency_runs, "warmup": args.warmup, "batch": LATENCY_BATCH,
                     "peak_rss": "VmHWM reset per decoder" if lat.rss_peak_is_reset() else "process lifetime peak"},
-        "baseline_rss_mb": round(baseline_rss, 1),
-        "input_encode_s": round(encode_s, 3),
-        "bertscore_backbone": backbone,
-        "decoders_requested": names,
-        "decoders_measured": measured,
-        "decoders_skipped": skipped,
+        **extra,
     }
+
+
+def parse(argv: list[str]):
+    """Arguments, checked: exits 2 with a usage message on a bad one. Returns (args, device, names, texts,
+    source, sampling_kw)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        device = lat.resolve_device(args.device)
+    except ValueError as e:
+        parser.error(str(e))
+    names = requested_decoders(args.decoders, parser)
+    texts, source = read_inputs(args, parser)
+    sampling_kw = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                   "max_new_tokens": args.max_new_tokens, "seed": args.seed}
+    try:
+        Sampling(**sampling_kw)
+    except ValueError as e:
+        parser.error(str(e))
+    return args, device, names, texts, source, sampling_kw
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, device, names, texts, source, sampling_kw = parse(argv)
+    bert_kw = {"model_type": args.bertscore_model, "num_layers": args.bertscore_layers}
+    backbone = m.bertscore_backbone(**bert_kw)
+    out = args.out or ROOT / "assets" / "results" / device
+    threads = setup_process(args.seed, args.threads)
+    started = datetime.now(timezone.utc)
+
+    common = {"device": device, "threads": threads, "input": source, "n": len(texts), **sampling_kw,
+              "bertscore_backbone": backbone}
+    targets, encoder_row = measure_encoder(texts, common, args, device)
+    # load the metric models now, so that every decoder's peak RSS includes the same baseline
+    m.bertscore_f1(["warm up"], ["warm up"], **bert_kw, device=device)
+    encode(["warm up"], MINILM, device=device)
+    baseline_rss = lat.rss_mb()
+    explicit = args.decoders.strip() not in ("all", "default")
+    rows, samples, skipped = measure_decoders(names, explicit, texts, targets, common, args, device)
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary_df = pd.DataFrame([encoder_row, *rows]).reindex(columns=SUMMARY_COLUMNS)
+    summary_df.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    pd.DataFrame(samples, columns=SAMPLE_COLUMNS).to_csv(out / "samples.csv", index=False, float_format="%.6g")
+    env = run_record(argv, args, started, device, threads, texts, source, sampling_kw, {
+        "baseline_rss_mb": round(baseline_rss, 1), "input_encode_s": round(encoder_row["decode_s"], 3),
+        "bertscore_backbone": backbone, "decoders_requested": names,
+        "decoders_measured": [r["decoder"] for r in rows], "decoders_skipped": skipped})
     (out / "env.json").write_text(json.dumps(env, indent=2) + "\n")
     print(summary_df[["decoder", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact",
                       "p50_ms", "p95_ms"]].to_string(index=False, float_format="%.3f"))
@@ -393,4 +411,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())

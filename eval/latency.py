@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from decoders.encoder import encode
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -87,8 +89,6 @@ def decoder_latency(decoder, embeddings: np.ndarray, sampling, runs: int, warmup
 
 def encoder_latency(texts: list[str], runs: int, warmup: int, device: str, batch: int = 32) -> dict:
     """p50/p95 ms of `decoders.encoder.encode` (all-mpnet-base-v2) on one sentence and on `batch` sentences."""
-    from decoders.encoder import encode
-
     one = time_calls(lambda i: encode([texts[j] for j in _rows(len(texts), i, 1)], device=device),
                      runs, warmup, device)
     many = time_calls(lambda i: encode([texts[j] for j in _rows(len(texts), i, batch)], batch_size=batch,
@@ -120,7 +120,7 @@ def rss_mb() -> float:
     """Current resident set size of this process, MiB (/proc on Linux, psutil elsewhere)."""
     if _STATUS.exists():
         return _status_kb("VmRSS") / 1024
-    import psutil
+    import psutil  # only off Linux (no /proc): not imported where it is not needed
 
     return psutil.Process().memory_info().rss / 2**20
 

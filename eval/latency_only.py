@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from decoders import Sampling, available_decoders, get_decoder
+from decoders import Sampling, check_decoder_names, get_decoder
 from eval.latency import decoder_latency, resolve_device, set_threads
 
 COLUMNS = ["decoder", "device", "threads", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact",
@@ -34,10 +34,10 @@ def main(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    names = [n.strip() for n in a.decoders.split(",") if n.strip()]
-    unknown = [n for n in names if n not in available_decoders()]
-    if unknown:
-        p.error(f"unknown decoder(s) {unknown}; valid decoders: {', '.join(available_decoders())}")
+    try:
+        names = check_decoder_names(n.strip() for n in a.decoders.split(",") if n.strip())
+    except ValueError as e:
+        p.error(str(e))
     device = resolve_device(a.device)
     threads = set_threads(a.threads)
     emb = np.load(a.embeddings).astype(np.float32)[:512]

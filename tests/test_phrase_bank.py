@@ -7,7 +7,8 @@ import pytest
 
 from decoders import Sampling
 from decoders.corpus import load_split
-from decoders.phrase_bank import MAX_BANK_MB, BankConfig, build_index, load, save
+from decoders.phrase_bank import BankConfig, build_index, load, save
+from tools.phrase_bank import MAX_BANK_MB
 
 
 def test_returns_a_bank_phrase_given_its_own_embedding(bank, embed):
@@ -119,5 +120,5 @@ def test_config_round_trips_and_unknown_keys_raise(tmp_path):
 
 
 def test_missing_bank_says_how_to_build_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m decoders.phrase_bank build"):
+    with pytest.raises(FileNotFoundError, match="python -m tools.phrase_bank build"):
         load(directory=tmp_path)

@@ -4,10 +4,14 @@ import json
 import pytest
 import torch
 
+from decoders import checkpoint, get_decoder
 from decoders.base import Sampling
-from decoders.generative import generate, load_model, save_model
-from decoders.ret import (ASSET_DIR, RET, ByteTokenizer, RETConfig, RETDecoder, bytes_to_text,
-                          create_ultra_compact_decoder, prune_magnitude, quantize_int8)
+from decoders.corpus import load_split
+from decoders.ret import (ASSET_DIR, KIND, RET, ByteTokenizer, RETConfig, RETDecoder, bytes_to_text, load_model,
+                          quantize_int8)
+from decoders.transformer import generate
+from eval.metrics import roundtrip_cosine
+from tools.ret_compression import prune_magnitude
 
 TINY = dict(d_model=32, n_heads=2, ffn_hidden=32, n_loops=3, n_prefix=2, bridge_hidden=16, max_len=32)
 
@@ -18,16 +22,17 @@ def tiny(**kw):
 
 
 def test_parameter_budget():
-    assert create_ultra_compact_decoder().num_parameters() <= 800_000
-    cfg = RETConfig(**json.loads((ASSET_DIR / "config.json").read_text()))
-    assert RET(cfg).num_parameters() <= 800_000
+    assert RET(RETConfig()).num_parameters() <= 800_000
+    assert load_model(ASSET_DIR)[0].num_parameters() <= 800_000
 
 
 def test_one_block_shared_across_loops():
     m = tiny()
-    assert len(m.blocks) == 1
-    layers = m.layers()
-    assert len(layers) == m.cfg.n_loops and all(b is m.blocks[0] for b in layers)
+    calls = []
+    m.block.register_forward_hook(lambda *_: calls.append(1))
+    m(torch.randint(3, 259, (1, 5)), emb=torch.randn(1, 768))
+    assert len(calls) == m.cfg.n_loops  # the one block, applied n_loops times
+    assert not any(isinstance(c, torch.nn.ModuleList) for c in m.children())
     # parameter count does not grow with the number of loops
     assert tiny(n_loops=6).num_parameters() == m.num_parameters()
     # and each application is really used: the output changes with n_loops
@@ -37,9 +42,13 @@ def test_one_block_shared_across_loops():
     assert not torch.allclose(m(x, emb=e), m6(x, emb=e))
 
 
-def test_more_than_one_block_is_refused():
-    with pytest.raises(ValueError, match="n_layers must be 1"):
-        RETConfig(n_layers=2)
+def test_config_has_only_the_fields_ret_uses():
+    with pytest.raises(TypeError):
+        RETConfig(n_layers=2)  # one shared block: there is no layer count
+    with pytest.raises(ValueError, match="vocabulary is 256 bytes"):
+        RETConfig(vocab_size=300)
+    shipped = json.loads((ASSET_DIR / "config.json").read_text())
+    assert shipped["kind"] == "ret" and "gate" not in shipped and "n_layers" not in shipped
 
 
 def test_tied_embeddings():
@@ -71,6 +80,9 @@ def test_kv_cache_equals_full_recompute():
     cache = m.new_cache()
     parts = [m(toks[:, :4], emb=emb, cache=cache)] + [m(toks[:, i:i + 1], cache=cache) for i in range(4, 9)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-4)
+    cache = m.new_cache()  # several new tokens at once on a non-empty cache
+    parts = [m(toks[:, :2], emb=emb, cache=cache), m(toks[:, 2:6], cache=cache), m(toks[:, 6:], cache=cache)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-4)
 
 
 def test_byte_budget_follows_max_new_tokens():
@@ -84,8 +96,9 @@ def test_byte_budget_follows_max_new_tokens():
 
 def test_save_load_round_trip(tmp_path):
     m = tiny()
-    save_model(m, tmp_path)
-    m2 = load_model(tmp_path, RET, RETConfig)
+    checkpoint.save(tmp_path, m, ByteTokenizer(), KIND)
+    m2, _ = load_model(tmp_path)
+    assert m2.cfg == m.cfg and all(torch.equal(v, m2.state_dict()[k]) for k, v in m.state_dict().items())
     x, e = torch.randint(3, 259, (2, 6)), torch.randn(2, 768)
     torch.testing.assert_close(m(x, emb=e), m2(x, emb=e))
 
@@ -93,7 +106,7 @@ def test_save_load_round_trip(tmp_path):
 def test_int8_variant_quantises_linears_and_decodes():
     m = tiny()
     q = quantize_int8(m)
-    assert "quantized" in type(q.blocks[0].attn.qkv).__module__
+    assert "quantized" in type(q.block.attn.qkv).__module__
     out = RETDecoder(q, n_params=m.num_parameters()).decode(torch.randn(2, 768), Sampling(max_new_tokens=4))
     assert len(out) == 2 and all(isinstance(o[0].text, str) for o in out)
 
@@ -101,17 +114,17 @@ def test_int8_variant_quantises_linears_and_decodes():
 def test_pruning_zeroes_the_requested_share():
     m = tiny()
     p = prune_magnitude(m, 0.5)
-    w = p.blocks[0].ffn.up_proj.weight
+    w = p.block.ffn.up_proj.weight
     assert abs((w == 0).float().mean().item() - 0.5) < 0.02
-    assert not (m.blocks[0].ffn.up_proj.weight == 0).any()  # the original is untouched
+    assert not (m.block.ffn.up_proj.weight == 0).any()  # the original is untouched
 
 
-def test_shipped_checkpoints_decode():
-    from decoders import get_decoder
-    from decoders.encoder import encode
-
-    e = encode(["the river flooded the valley after the storm"])
-    for name in ("ret", "ret-int8"):
-        out = get_decoder(name).decode(e, Sampling())
-        assert out[0][0].text.strip()
-        out[0][0].text.encode("utf-8")
+@pytest.mark.parametrize("name, floor", [("ret", 0.33), ("ret-int8", 0.33)])
+def test_shipped_checkpoints_reconstruct_dev_sentences(name, floor, embed):
+    """Greedy outputs on 16 dev sentences (never trained on) are valid UTF-8 and land near their
+    targets (mean round-trip cosine when recorded: ret 0.432, ret-int8 0.434; untrained 0.05-0.07)."""
+    e = embed(load_split("dev")[:16])
+    outs = [o[0].text for o in get_decoder(name).decode(e, Sampling())]
+    for t in outs:
+        t.encode("utf-8")
+    assert roundtrip_cosine(outs, e).mean() > floor

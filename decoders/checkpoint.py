@@ -1,0 +1,75 @@
+"""One checkpoint format for the token decoders: a folder with
+
+    config.json         {"kind": "generative" | "ret", ...the model's config dataclass fields}
+    model.safetensors   the weights (tied weights stored once)
+    tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none)
+
+`load` rebuilds the config (unknown or missing keys are an error), checks that the
+tokenizer matches it (vocabulary size, <pad>/<bos>/<eos> ids) and loads the weights.
+Training state (optimizer, step) lives beside them in train_state.pt, written by `training`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch.nn as nn
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+def save(directory: Path, model: nn.Module, tokenizer, kind: str) -> None:
+    """Write config.json (with `kind`), model.safetensors and the tokenizer's files into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    st_save_model(model, str(directory / WEIGHTS))
+    (directory / CONFIG).write_text(json.dumps({"kind": kind, **asdict(model.cfg)}, indent=2) + "\n")
+    tokenizer.save(directory)
+
+
+def read_config(directory: Path) -> dict:
+    """config.json of a checkpoint folder, `kind` included."""
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint in {directory} (no {CONFIG}): train one with `python -m training`")
+    data = json.loads(path.read_text())
+    if "kind" not in data:
+        raise ValueError(f"{path} has no \"kind\" field; expected one of the model kinds, e.g. \"generative\"")
+    return data
+
+
+def config_from_dict(config_cls, data: dict, source: str = "config"):
+    """`config_cls(**data)`, with unknown keys named in a ValueError instead of a TypeError."""
+    valid = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ValueError(f"{source}: unknown {config_cls.__name__} key(s) {unknown}; valid keys: {', '.join(sorted(valid))}")
+    return config_cls(**data)
+
+
+def check_tokenizer(tokenizer, cfg, source: str = "tokenizer") -> None:
+    """ValueError unless the tokenizer's vocabulary size and special-token ids equal the config's."""
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise ValueError(f"{source} has {tokenizer.vocab_size} tokens but the config says vocab_size={cfg.vocab_size}")
+    got = tokenizer.special_ids
+    want = {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id}
+    if got != want:
+        raise ValueError(f"{source} special token ids {got} differ from the config's {want}")
+
+
+def load(directory: Path, kind: str, config_cls, model_cls, tokenizer_cls, device: str = "cpu"):
+    """(model in eval mode on `device`, tokenizer) from a checkpoint folder of model kind `kind`."""
+    directory = Path(directory)
+    data = read_config(directory)
+    if data["kind"] != kind:
+        raise ValueError(f"{directory / CONFIG} holds a {data['kind']!r} model, not {kind!r}")
+    cfg = config_from_dict(config_cls, {k: v for k, v in data.items() if k != "kind"}, str(directory / CONFIG))
+    tokenizer = tokenizer_cls.load(directory)
+    check_tokenizer(tokenizer, cfg, f"the tokenizer in {directory}")
+    model = model_cls(cfg)
+    st_load_model(model, str(directory / WEIGHTS), device=str(device))
+    return model.to(device).eval(), tokenizer

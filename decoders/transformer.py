@@ -1,0 +1,238 @@
+"""Transformer parts shared by the token decoders (generative, RET), and their generation loop.
+
+    RMSNorm, precompute_rope / apply_rotary_emb, GatedFeedForward (SwiGLU, GeGLU, GLU, paGated),
+    Attention (with a KV cache), Block (pre-norm attention + gated FFN),
+    EmbeddingToTextBridge (768-d embedding -> prefix vectors, optional per-layer signals),
+    KVCache, generate (batched sampling with the cache).
+
+A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
+`forward(tokens, emb=None, cache=None) -> logits [B, T, V]` for the token positions: with
+`emb`, the bridge's prefix goes before the tokens; with a cache, a later call continues
+where the last one stopped.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import Sampling
+from .sampling import make_generator, sample_next_token
+
+GATES = ("swiglu", "geglu", "glu", "pagated")
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * x).to(dtype)
+
+
+def precompute_rope(head_dim: int, max_len: int, theta: float = 10000.0):
+    """cos, sin tables [max_len, head_dim // 2]."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    angles = torch.outer(torch.arange(max_len).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels of x [B, H, T, D] by position-dependent angles.
+
+    Args:
+        x: queries or keys, [batch, heads, time, head_dim].
+        cos, sin: [time, head_dim // 2] for the positions of x.
+    Returns:
+        x with each (even, odd) channel pair rotated, same shape and dtype.
+    """
+    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
+    y1 = x1 * cos - x2 * sin
+    y2 = x1 * sin + x2 * cos
+    return torch.stack((y1, y2), dim=-1).flatten(-2).to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, one slot per block application.
+
+    `update(i, k, v)` appends the new positions of slot i and returns all of them; `pos` is the
+    number of positions (prefix included) already in the cache; `signals` keeps the per-layer
+    conditioning computed on the first call, for the later ones.
+    """
+
+    def __init__(self, n_slots: int):
+        self.kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_slots
+        self.pos = 0
+        self.signals: torch.Tensor | None = None
+
+    def update(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kv[i] is not None:
+            k, v = torch.cat([self.kv[i][0], k], dim=2), torch.cat([self.kv[i][1], v], dim=2)
+        self.kv[i] = (k, v)
+        return k, v
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+        self.dropout = dropout
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(slot, k, v)
+        S = k.shape[2]  # positions attended to: the cached ones, then these T
+        dropout = self.dropout if self.training else 0.0
+        if T == 1:  # one new token sees every position
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        elif S == T:  # no cache yet: plain causal attention
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:  # several new tokens after cached ones: new token i sees positions 0 .. S - T + i
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+
+class GatedFeedForward(nn.Module):
+    """down(up(x) * gate(x)); the gate's activation is set by `gate`.
+
+    swiglu: silu, geglu: gelu, glu: sigmoid, pagated: alpha * silu + (1 - alpha) (paGating),
+    with alpha = sigmoid(alpha_logit), learned or fixed at `pa_alpha`.
+    """
+
+    def __init__(self, d_model: int, hidden: int, gate: str = "swiglu", pa_alpha: float = 0.5,
+                 pa_learn_alpha: bool = True):
+        super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"unknown gate {gate!r}; valid gates: {', '.join(GATES)}")
+        self.gate_proj = nn.Linear(d_model, hidden, bias=False)
+        self.up_proj = nn.Linear(d_model, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d_model, bias=False)
+        self.kind = gate
+        if gate == "pagated":
+            logit = torch.logit(torch.tensor(pa_alpha).clamp(1e-4, 1 - 1e-4))
+            if pa_learn_alpha:
+                self.alpha_logit = nn.Parameter(logit)
+            else:
+                self.register_buffer("alpha_logit", logit)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_logit)
+
+    def forward(self, x):
+        g = self.gate_proj(x)
+        if self.kind == "swiglu":
+            g = F.silu(g)
+        elif self.kind == "geglu":
+            g = F.gelu(g)
+        elif self.kind == "glu":
+            g = torch.sigmoid(g)
+        else:
+            a = self.alpha.to(g.dtype)
+            g = a * F.silu(g) + (1 - a)
+        return self.down_proj(self.up_proj(x) * g)
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + ffn(norm(x)); dropout on both residual branches.
+
+    `slot` picks the block application's entry in the KV cache (a shared block applied n times
+    uses slots 0 .. n-1).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, gate: str = "swiglu", dropout: float = 0.0,
+                 pa_alpha: float = 0.5, pa_learn_alpha: bool = True):
+        super().__init__()
+        self.attn_norm = RMSNorm(d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.ffn_norm = RMSNorm(d_model)
+        self.ffn = GatedFeedForward(d_model, ffn_hidden, gate, pa_alpha, pa_learn_alpha)
+        self.drop = nn.Dropout(dropout)  # residual-branch dropout (training only)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0):
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache, slot))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+class EmbeddingToTextBridge(nn.Module):
+    """768-d embedding -> `n_prefix` vectors [B, k, d] placed before the text, and with
+    `n_signals` > 0 one vector per layer [n_signals, B, 1, d] added to the residual stream."""
+
+    def __init__(self, embed_dim: int, hidden: int, n_prefix: int, d_model: int, n_signals: int = 0):
+        super().__init__()
+        self.n_prefix, self.d_model, self.n_signals = n_prefix, d_model, n_signals
+        self.inp = nn.Linear(embed_dim, hidden)
+        self.prefix = nn.Linear(hidden, n_prefix * d_model)
+        self.layer_signal = nn.Linear(hidden, n_signals * d_model, bias=False) if n_signals else None
+
+    def forward(self, emb):
+        h = F.gelu(self.inp(emb))
+        prefix = self.prefix(h).view(-1, self.n_prefix, self.d_model)
+        if self.layer_signal is None:
+            return prefix, None
+        signals = self.layer_signal(h).view(-1, self.n_signals, 1, self.d_model).transpose(0, 1)
+        return prefix, signals
+
+
+def init_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for linear and embedding weights, zero biases (use with `model.apply`)."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: int, eos_id: int,
+             max_new_tokens: int | None = None) -> tuple[list[list[int]], list[float]]:
+    """Batched generation with a KV cache.
+
+    Args:
+        model: a token model (see the module docstring).
+        emb: [N, 768] conditioning embeddings; each row gives `sampling.num_samples` sequences (row-major).
+        sampling: temperature / top-k / top-p / seed, as for every decoder.
+        bos_id, eos_id: start token, and the token that ends a sequence.
+        max_new_tokens: length cap (default `sampling.max_new_tokens`), at most `model.cfg.max_len - 1`.
+    Returns:
+        token ids of each sequence (without bos/eos), and its mean log-probability under the
+        model (of the chosen tokens, untempered).
+    """
+    device = emb.device
+    limit = min(max_new_tokens or sampling.max_new_tokens, model.cfg.max_len - 1)
+    emb = emb.repeat_interleave(sampling.num_samples, dim=0)
+    B = emb.shape[0]
+    gen = make_generator(sampling.seed, device)
+    cache = model.new_cache()
+    logits = model(torch.full((B, 1), bos_id, dtype=torch.long, device=device), emb=emb, cache=cache)[:, -1]
+    out = torch.zeros(B, limit, dtype=torch.long, device=device)
+    logp_sum = torch.zeros(B, device=device)
+    length = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(limit):
+        logits = logits.float()
+        nxt = sample_next_token(logits, sampling, gen)
+        lp = torch.log_softmax(logits, dim=-1).gather(1, nxt[:, None]).squeeze(1)
+        logp_sum += torch.where(done, 0.0, lp)
+        length += (~done).long()
+        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
+        out[:, t] = nxt
+        done |= nxt == eos_id
+        if done.all() or t == limit - 1:
+            break
+        logits = model(nxt[:, None], cache=cache)[:, -1]
+    seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
+    scores = (logp_sum / length.clamp(min=1)).tolist()
+    return seqs, scores

@@ -1,0 +1,100 @@
+"""TrainConfig: every setting of a training run. It builds the command line (one flag per
+field, help from the field's metadata) and is saved beside the checkpoint as train_args.json."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from decoders import generative, ret
+
+KINDS = (generative.KIND, ret.KIND)  # trainable model kinds (config.json "kind")
+
+
+def _help(text: str, **argparse_kw) -> dict:
+    return {"help": text, "argparse": argparse_kw}
+
+
+@dataclass
+class TrainConfig:
+    kind: str = field(default="generative", metadata=_help("model kind", choices=KINDS))
+    out: str = field(default="", metadata=_help("checkpoint folder (e.g. assets/generative)", required=True))
+    resume: bool = field(default=False, metadata=_help("continue from --out's checkpoint and optimizer state"))
+    model: dict = field(default_factory=dict, metadata=_help(
+        "model config fields, e.g. gate=pagated (values read as JSON, else as strings)", flag="--set",
+        nargs="*", metavar="KEY=VALUE"))
+    steps: int = field(default=20000, metadata=_help("total steps of the schedule (over all sessions)"))
+    minutes: float | None = field(default=None, metadata=_help(
+        "stop (and checkpoint) after this many minutes; the LR schedule then ends on time", type=float))
+    batch_size: int = field(default=128, metadata=_help("texts per step"))
+    lr: float = field(default=3e-3, metadata=_help("peak learning rate (AdamW)"))
+    weight_decay: float = field(default=0.1, metadata=_help("AdamW weight decay of matrices"))
+    warmup: int = field(default=300, metadata=_help("linear warm-up steps"))
+    clip: float = field(default=1.0, metadata=_help("gradient norm clip"))
+    label_smoothing: float = field(default=0.1, metadata=_help("cross-entropy label smoothing"))
+    noise: float = field(default=0.25, metadata=_help("embedding noise norm (cos to clean ~ 1/sqrt(1+n^2))"))
+    eval_every: int = field(default=1000, metadata=_help("steps between dev evaluations (and checkpoints)"))
+    eval_n: int = field(default=256, metadata=_help("dev sentences scored at each evaluation"))
+    embeddings: str | None = field(default=None, metadata=_help(
+        "train embeddings (.npy, or PQ pack .npz; default data/emb_train.npy)", type=str))
+    device: str = field(default="auto", metadata=_help("training device", choices=["auto", "cpu", "cuda"]))
+    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's choice)", type=int))
+    seed: int = field(default=0, metadata=_help("seeds model init, batch order and noise"))
+    limit: int | None = field(default=None, metadata=_help("use only the first N train texts (smoke tests)", type=int))
+    snapshot_at: list = field(default_factory=list, metadata=_help(
+        "steps at which to keep a weights copy in OUT/snapshots", type=int, nargs="*"))
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; trainable kinds: {', '.join(KINDS)}")
+        for name in ("steps", "batch_size", "eval_every", "eval_n"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / "train_args.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> "TrainConfig":
+        return cls(**json.loads((Path(directory) / "train_args.json").read_text()))
+
+
+def parse_key_values(items: list[str]) -> dict:
+    """["gate=pagated", "dropout=0.1"] -> {"gate": "pagated", "dropout": 0.1} (JSON values, else strings)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (`kind` positional); defaults are the dataclass's."""
+    for f in fields(TrainConfig):
+        kw = dict(f.metadata["argparse"])
+        flag = kw.pop("flag", "--" + f.name.replace("_", "-"))
+        default = f.default_factory() if f.default is MISSING else f.default
+        if f.name == "kind":
+            parser.add_argument("kind", choices=kw["choices"], help=f.metadata["help"])
+            continue
+        if isinstance(default, bool):
+            kw["action"] = "store_true"
+        elif "type" not in kw and "nargs" not in kw and "choices" not in kw:
+            kw["type"] = type(default)
+        if not kw.get("required"):
+            kw["default"] = default
+        parser.add_argument(flag, dest=f.name, help=f.metadata["help"], **kw)
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    values["model"] = parse_key_values(values["model"]) if isinstance(values["model"], list) else values["model"]
+    return TrainConfig(**values)
