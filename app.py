@@ -848,4 +848,4 @@ if __name__ == "__main__":
     host = os.environ.get("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     demo.queue(max_size=64, default_concurrency_limit=2).launch(
         server_name=host, server_port=int(os.environ.get("PORT", 7860)), max_file_size=inputs.MAX_UPLOAD_BYTES,
-        theme=THEME, css=CSS)
+        show_error=True, theme=THEME, css=CSS)  # show_error: a malformed raw API call gets gradio's message, not null
