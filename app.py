@@ -36,13 +36,17 @@ from decoders.encoder import MPNET, encode  # noqa: E402
 from eval import charts, review  # noqa: E402
 from eval.metrics import bertscore_f1, roundtrip_cosine, sentence_bleu, words  # noqa: E402
 
+
+def _no_gpu(fn):
+    return fn
+
+
 try:  # Hugging Face ZeroGPU attaches a GPU only inside functions marked spaces.GPU; elsewhere a no-op
     import spaces
 
     on_gpu = spaces.GPU
 except ImportError:
-    def on_gpu(fn):
-        return fn
+    on_gpu = _no_gpu
 
 log = logging.getLogger("decoder-lab")
 ROOT = Path(__file__).resolve().parent
@@ -74,7 +78,6 @@ def pick_decoders(names) -> list[str]:
     return names
 
 
-@on_gpu
 def decode_and_score(emb: np.ndarray, names: list[str], sampling: Sampling, refs: list[str | None]) -> list[dict]:
     """Every decoder on every row of `emb` [N, 768]; one dict per (decoder, row, sample), scored with
     round-trip cosine, and BLEU and BERTScore where the row has a reference text."""
@@ -109,6 +112,9 @@ def decode_and_score(emb: np.ndarray, names: list[str], sampling: Sampling, refs
                 r["bleu"] = round(sentence_bleu(r["text"], refs[r["row"]]), 2)
                 r["bertscore"] = round(f, 4)
     return results
+
+
+decode_and_score = on_gpu(decode_and_score)  # ZeroGPU: a GPU is attached for the duration of each call
 
 
 def api_rows(results: list[dict], **per_row) -> list[dict]:
@@ -461,9 +467,10 @@ def show_sweep(a, b, steps, names, *sampling):
         rs = [r for r in results if r["decoder"] == name and r["sample"] == 1]
         if rs:
             fig.add_scatter(x=[alphas[r["row"]] for r in rs], y=[r["cos"] for r in rs], mode="lines+markers", name=name)
-    fig.update_layout(height=300, margin=dict(t=50, b=30, l=60, r=10), font=charts.FONT, template="plotly_white",
+    fig.update_layout(height=340, margin=dict(t=50, b=40, l=60, r=10), font=charts.FONT, template="plotly_white",
                       title=dict(text="Round-trip cos to each point of the path", x=0, font=dict(size=15)),
-                      xaxis_title="alpha (0 = A, 1 = B)", yaxis_title="cos", legend=dict(orientation="h", y=-0.25))
+                      xaxis_title="alpha (0 = A, 1 = B)", yaxis_title="cos",
+                      legend=dict(orientation="h", y=-0.3, yanchor="top"))
     note = (f"slerp from e(A) to e(B) in {steps} points; BLEU/BERTScore against A for alpha <= 0.5, B above. "
             f"{describe(sampling)}.")
     return cards_html(results, refs, labels), fig, note
@@ -497,7 +504,7 @@ def _item_md(state: dict) -> str:
 
 
 def _review_load_args(reviewer, split, first_n, file_path, names, *sampling):
-    reviewer = review._name(reviewer, "the reviewer name")
+    reviewer = review.check_name(reviewer, "the reviewer name")
     n = inputs.check_number(first_n, "inputs to review", 1, inputs.MAX_REVIEW_LINES, whole=True)
     if file_path:
         path = Path(file_path)
@@ -656,7 +663,7 @@ CSS = """
 .card h3 {margin: 0; font-size: 1.05rem;}
 .card .summary, .card .meta, .card .rowlabel, .trajectory .label {color: var(--body-text-color-subdued); font-size: 0.8rem;}
 .card .meta {margin-top: 2px;}
-.card .rowlabel {margin-top: 10px; font-weight: 600;}
+.card .rowlabel {margin-top: 10px; font-weight: 600; color: var(--body-text-color);}
 .card .out {font-size: 1.05rem; margin: 8px 0 2px; overflow-wrap: anywhere; line-height: 1.45;}
 .card .scores {font-size: 0.85rem; font-variant-numeric: tabular-nums;}
 .card .best {background: var(--color-accent-soft); border-radius: 4px; padding: 0 4px; font-size: 0.75rem;}
@@ -694,10 +701,13 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
             seed = gr.Number(value=0, label=f"seed (0 to {lim['seed'][1]:,})")
     settings = [names, temperature, top_k, top_p, max_new_tokens, num_samples, seed]
 
-    def wire(trigger, check, show, ins, outs):
-        """`check` first (a gr.Error there leaves every output as it was), then `show` on success."""
-        return trigger(check, ins, None, show_progress="hidden", api_visibility="private").success(
+    def wire(trigger, check, show, ins, outs, reveal=None):
+        """`check` first (a gr.Error there leaves every output as it was), then `show` on success,
+        then make `reveal` (a chart hidden until it has something to show) visible."""
+        event = trigger(check, ins, None, show_progress="hidden", api_visibility="private").success(
             show, ins, outs, api_visibility="private")
+        if reveal is not None:
+            event.success(lambda: gr.update(visible=True), None, reveal, api_visibility="private")
 
     with gr.Tabs(overflow_behavior="wrap"):
         with gr.Tab("Compare", id="compare"):
@@ -706,8 +716,8 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
                               submit_btn="Decode")
             note = gr.Markdown(elem_id="note")
             cards = gr.HTML(elem_id="cards")
-            latency = gr.Plot(label="Latency", elem_id="latency")
-            wire(text.submit, check_compare, show_compare, [text, *settings], [cards, latency, note])
+            latency = gr.Plot(label="Latency", elem_id="latency", visible=False)
+            wire(text.submit, check_compare, show_compare, [text, *settings], [cards, latency, note], latency)
 
         with gr.Tab("Playground", id="playground"):
             gr.Markdown("Build an embedding: bring your own vector, walk between two sentences, do arithmetic, "
@@ -729,7 +739,7 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
                             steps = gr.Slider(2, inputs.MAX_STEPS, value=5, step=1, label="points on the path (slerp)")
                             sweep_btn = gr.Button("Decode the path", variant="primary")
                         with gr.Column(scale=2, min_width=300):
-                            sweep_plot = gr.Plot(label="cos along the path")
+                            sweep_plot = gr.Plot(label="cos along the path", visible=False)
                     sweep_note = gr.Markdown()
                     sweep_cards = gr.HTML()
                 with gr.Tab("Arithmetic"):
@@ -747,13 +757,15 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
                     noise_btn = gr.Button("Decode the noisy embedding", variant="primary")
             play_note = gr.Markdown()
             play_cards = gr.HTML(elem_id="play-cards")
-            play_latency = gr.Plot(label="Latency")
+            play_latency = gr.Plot(label="Latency", visible=False)
             play_out = [play_cards, play_latency, play_note]
-            wire(vec_btn.click, check_vector, show_vector, [pasted, upload, *settings], play_out)
+            wire(vec_btn.click, check_vector, show_vector, [pasted, upload, *settings], play_out, play_latency)
             wire(sweep_btn.click, check_sweep, show_sweep, [text_a, text_b, steps, *settings],
-                 [sweep_cards, sweep_plot, sweep_note])
-            wire(arith_btn.click, check_arithmetic, show_arithmetic, [arith_a, arith_b, arith_c, *settings], play_out)
-            wire(noise_btn.click, check_noise, show_noise, [noise_text, noise_size, noise_seed, *settings], play_out)
+                 [sweep_cards, sweep_plot, sweep_note], sweep_plot)
+            wire(arith_btn.click, check_arithmetic, show_arithmetic, [arith_a, arith_b, arith_c, *settings], play_out,
+                 play_latency)
+            wire(noise_btn.click, check_noise, show_noise, [noise_text, noise_size, noise_seed, *settings], play_out,
+                 play_latency)
 
         with gr.Tab("Review", id="review"):
             gr.Markdown("Rate each decoder's output for a set of inputs, 1 to 5: " + "; ".join(
@@ -836,6 +848,9 @@ def warm_up(names: list[str] = DEFAULT_DECODERS) -> None:
         log.info("loading decoder %s", name)
         get_decoder(name, DEVICE)
         log.info("loaded %s in %.1f s", name, time.perf_counter() - t)
+    if on_gpu is not _no_gpu:  # ZeroGPU: no GPU outside a request, so no warm-up request at start
+        log.info("ZeroGPU: decoders loaded; the GPU is attached per request; ready after %.1f s", time.perf_counter() - t0)
+        return
     t = time.perf_counter()
     decode_and_score(emb, names, Sampling(), ["the cat sat on the mat"])  # also loads BERTScore's model
     log.info("warm-up request in %.1f s; ready after %.1f s", time.perf_counter() - t, time.perf_counter() - t0)

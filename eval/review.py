@@ -60,7 +60,8 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
     return con
 
 
-def _name(value, what: str) -> str:
+def check_name(value, what: str) -> str:
+    """`value` stripped, or ValueError when it is empty or longer than MAX_NAME."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} is empty: type a name")
     value = value.strip()
@@ -72,7 +73,7 @@ def _name(value, what: str) -> str:
 def save_rating(reviewer: str, review_set: str, item: int, input: str, decoder: str, output: str, rating: int,
                 note: str = "", sampling: str = "", path: str | Path | None = None) -> None:
     """Store one rating; the same reviewer rating the same (set, item, decoder) again replaces it."""
-    reviewer, review_set = _name(reviewer, "the reviewer name"), _name(review_set, "the set name")
+    reviewer, review_set = check_name(reviewer, "the reviewer name"), check_name(review_set, "the set name")
     if isinstance(rating, bool) or not isinstance(rating, int) or rating not in SCALE:
         raise ValueError(f"rating must be a whole number from 1 to 5, got {rating!r}")
     note = (note or "").strip()
