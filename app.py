@@ -10,7 +10,9 @@ API (named endpoints, keyword arguments; see README "API"): /decode_text, /decod
 from __future__ import annotations
 
 import os
+import time
 
+STARTED = time.perf_counter()  # before the heavy imports: the start-up time logged below counts them
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics or version-check calls
 
 import atexit  # noqa: E402
@@ -19,7 +21,6 @@ import logging  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -863,4 +864,7 @@ if __name__ == "__main__":
     host = os.environ.get("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     demo.queue(max_size=64, default_concurrency_limit=2).launch(
         server_name=host, server_port=int(os.environ.get("PORT", 7860)), max_file_size=inputs.MAX_UPLOAD_BYTES,
-        show_error=True, theme=THEME, css=CSS)  # show_error: a malformed raw API call gets gradio's message, not null
+        show_error=True,  # a malformed raw API call gets gradio's message, not null
+        theme=THEME, css=CSS, prevent_thread_lock=True)
+    log.info("page ready %.1f s after start (imports, models, warm-up request)", time.perf_counter() - STARTED)
+    demo.block_thread()
