@@ -580,10 +580,19 @@ def review_summary(review_set: str | None = None) -> pd.DataFrame:
     return review.summary(review_set=review_set)
 
 
-def review_export(state):
+def export_path(name: str, keep_s: float = 1800) -> Path:
+    """A fresh path in EXPORT_DIR for a download; files older than `keep_s` there are removed first
+    (gradio serves its own copy of each returned file, pruned by `delete_cache`)."""
     EXPORT_DIR.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return str(review.export_csv(EXPORT_DIR / f"ratings-{stamp}.csv"))
+    now = time.time()
+    for old in EXPORT_DIR.iterdir():
+        if now - old.stat().st_mtime > keep_s:
+            old.unlink(missing_ok=True)
+    return Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".csv", dir=EXPORT_DIR)[1])
+
+
+def review_export(state):
+    return str(review.export_csv(export_path(f"ratings-{time.strftime('%Y%m%d-%H%M%S')}")))
 
 
 # ----------------------------------------------------------------------------- benchmark dashboard
@@ -626,10 +635,9 @@ def benchmark_view(chosen_set: str | None = None):
             "Latency below: from the dedicated latency runs where they exist (more repetitions), else the latest run.")
     smp = charts.samples(RESULTS_DIR, rows)
     choices = [(f"{i}: {t[:90]}", int(i)) for i, t in smp[["idx", "input"]].drop_duplicates("idx").itertuples(index=False)]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    table_csv = EXPORT_DIR / f"benchmark-{chosen}-{stamp}.csv"
+    table_csv = export_path(f"benchmark-{chosen}")
     charts.summary_table(pd.concat([rows, lat])).to_csv(table_csv, index=False)
-    samples_csv = EXPORT_DIR / f"samples-{chosen}-{stamp}.csv"
+    samples_csv = export_path(f"samples-{chosen}")
     smp.to_csv(samples_csv, index=False)
     return (gr.update(choices=found, value=chosen), note, show, *figs[:2], figs[2], lat_show,
             gr.update(choices=choices, value=choices[0][1] if choices else None), str(table_csv), str(samples_csv))

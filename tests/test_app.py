@@ -258,10 +258,14 @@ def test_review_handlers_save_ratings_per_reviewer_and_export(tmp_path, monkeypa
     assert summary.set_index("decoder").loc["phrase-bank", "ratings"] == 1
     with pytest.raises(gr.Error, match="rate at least one output"):
         app.check_review_save(out[0], *([None, ""] * len(names)))
-    csv = (tmp_path / "export.csv")
-    csv.write_text(open(app.review_export(out[0])).read())
-    text = csv.read_text()
+    text = open(app.review_export(out[0])).read()
     assert "ana,set.txt,0,the cat sat on the mat,phrase-bank" in text and ",4,close," in text
+    # a restarted app (a fresh load of the same set by the same reviewer) shows the saved rating and note
+    again = app.review_load("ana", "test", 5, str(inputs_file), ["phrase-bank"], *SAMPLING)
+    i = 2 + 4 * names.index("phrase-bank")  # state, item, then (column, card, rating, note) per decoder
+    assert again[i + 2]["value"] == 4 and again[i + 3]["value"] == "close"
+    other = app.review_load("ben", "test", 5, str(inputs_file), ["phrase-bank"], *SAMPLING)
+    assert other[i + 2]["value"] is None  # another reviewer starts blank
 
 
 def test_benchmark_dashboard_loads_the_committed_results_without_paths():
@@ -279,3 +283,17 @@ def test_benchmark_dashboard_loads_the_committed_results_without_paths():
     assert "Input 0" in note and re.findall(r'data-decoder="([^"]+)"', cards)[:3] == ["phrase-bank", "generative", "ret"]
     assert open(table_csv).readline().startswith("decoder,set,n,device")
     assert "idx" in open(samples_csv).readline()
+
+
+def test_download_files_older_than_half_an_hour_are_removed(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(app, "EXPORT_DIR", tmp_path)
+    old, recent = tmp_path / "old.csv", tmp_path / "recent.csv"
+    old.write_text("x")
+    recent.write_text("y")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    fresh = app.export_path("ratings")
+    assert fresh.parent == tmp_path and fresh.name.startswith("ratings-") and fresh.suffix == ".csv"
+    assert not old.exists() and recent.exists()
