@@ -248,14 +248,20 @@ def trajectory_svg(traj: list[dict], width: int = 260, height: int = 80) -> str:
     lo, hi = min(cos), max(cos)
     lo, hi = (lo - 0.01, hi + 0.01) if hi - lo < 0.02 else (lo, hi)
     x0, x1, y0, y1 = 34, width - 8, height - 18, 8
-    sx = (lambda s: x0 + (x1 - x0) * (s - steps[0]) / (steps[-1] - steps[0])) if len(steps) > 1 else (lambda s: (x0 + x1) / 2)
-    sy = lambda c: y0 + (y1 - y0) * (c - lo) / (hi - lo)  # noqa: E731
+
+    def sx(s):  # step -> x
+        return x0 + (x1 - x0) * (s - steps[0]) / (steps[-1] - steps[0]) if steps[-1] != steps[0] else (x0 + x1) / 2
+
+    def sy(c):  # cos -> y (up is higher)
+        return y0 + (y1 - y0) * (c - lo) / (hi - lo)
+
     pts = " ".join(f"{sx(s):.1f},{sy(c):.1f}" for s, c in zip(steps, cos))
     dots = "".join(f'<circle cx="{sx(s):.1f}" cy="{sy(c):.1f}" r="2.5"><title>step {s}: cos {c:.3f}</title></circle>'
                    for s, c in zip(steps, cos))
     return (f'<svg class="traj" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-label="round-trip cosine against correction step">'
-            f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" class="axis"/><line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" class="axis"/>'
+            f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" class="axis"/>'
+            f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" class="axis"/>'
             f'<text x="{x0 - 4}" y="{y1 + 4}" text-anchor="end">{hi:.2f}</text>'
             f'<text x="{x0 - 4}" y="{y0}" text-anchor="end">{lo:.2f}</text>'
             f'<text x="{x0}" y="{height - 4}">step {steps[0]}</text>'
@@ -289,7 +295,8 @@ def cards_html(results: list[dict], refs: list[str | None], row_labels: list[str
         summary = html.escape(DECODERS[name].summary) if name in DECODERS else ""
         if rs[0]["error"]:
             cards.append(f'<div class="card failed" data-decoder="{html.escape(name)}"><h3>{html.escape(name)}</h3>'
-                         f'<div class="summary">{summary}</div><div class="error">failed: {html.escape(rs[0]["error"])}</div></div>')
+                         f'<div class="summary">{summary}</div>'
+                         f'<div class="error">failed: {html.escape(rs[0]["error"])}</div></div>')
             continue
         meta = []
         if rs[0]["params"] is not None:
@@ -486,8 +493,9 @@ def _rating_updates(state: dict, names: list[str], outputs: dict[str, str]):
     for name in available_decoders():
         shown = name in outputs
         rating, note = previous.get(name, (None, ""))
+        text = highlight(outputs[name], state["items"][state["pos"]]) if shown and outputs[name] else "(empty output)"
         card = (f'<div class="card" data-decoder="{html.escape(name)}"><h3>{html.escape(name)}</h3>'
-                f'<div class="out">{highlight(outputs[name], state["items"][state["pos"]]) if shown and outputs[name] else "(empty output)"}</div></div>')
+                f'<div class="out">{text}</div></div>')
         ups += [gr.update(visible=shown), card if shown else "", gr.update(value=rating), gr.update(value=note)]
     return ups
 
@@ -634,7 +642,8 @@ def benchmark_view(chosen_set: str | None = None):
             f"decoders measured on fewer inputs are marked with their n). Greedy decoding; produced by `python -m eval`. "
             "Latency below: from the dedicated latency runs where they exist (more repetitions), else the latest run.")
     smp = charts.samples(RESULTS_DIR, rows)
-    choices = [(f"{i}: {t[:90]}", int(i)) for i, t in smp[["idx", "input"]].drop_duplicates("idx").itertuples(index=False)]
+    firsts = smp[["idx", "input"]].drop_duplicates("idx").itertuples(index=False)
+    choices = [(f"{i}: {t[:90]}", int(i)) for i, t in firsts]
     table_csv = export_path(f"benchmark-{chosen}")
     charts.summary_table(pd.concat([rows, lat])).to_csv(table_csv, index=False)
     samples_csv = export_path(f"samples-{chosen}")
@@ -663,7 +672,8 @@ def benchmark_sample(chosen_set: str | None, idx) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- layout
 
-THEME = gr.themes.Default(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+THEME = gr.themes.Default(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+                                "sans-serif"],
                           font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
 CSS = """
 .cards {display: flex; flex-wrap: wrap; gap: 12px; align-items: stretch;}
