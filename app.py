@@ -331,30 +331,12 @@ def benchmark_latency() -> pd.DataFrame:
 
 
 def latency_figure(results: list[dict]) -> go.Figure:
-    """This request's latency per decoder beside the benchmark's p50 on CPU (and GPU when measured);
-    horizontal bars on a log axis, so 3 ms and 1 s are both readable."""
+    """This request's latency per decoder beside the benchmark's p50 (eval.charts.request_latency_chart)."""
     mine = {}
     for r in results:
         if r["latency_ms"] is not None:
             mine.setdefault(r["decoder"], r["latency_ms"])
-    names = list(mine)
-    fig = go.Figure(go.Bar(y=names, x=[mine[n] for n in names], orientation="h", name=f"this request ({DEVICE.upper()})",
-                           text=[f"{mine[n]:.1f}" for n in names], textposition="outside", cliponaxis=False,
-                           marker_color="#4c78a8"))
-    bench = benchmark_latency()
-    for device, colour in zip(dict.fromkeys(bench["device"]), ("#9ecae9", "#f58518", "#54a24b")):
-        b = bench[bench["device"] == device].set_index("decoder")["p50_ms"]
-        if any(n in b.index for n in names):
-            fig.add_bar(y=names, x=[b.get(n) for n in names], orientation="h", marker_color=colour,
-                        name=f"benchmark p50, {charts.short_device(device)}")
-    values = [v for trace in fig.data for v in trace.x if v is not None and v > 0]
-    lo, hi = (np.log10(min(values)) - 0.3, np.log10(max(values)) + 0.5) if values else (0, 3)
-    fig.update_layout(barmode="group", height=110 + 62 * max(len(names), 1), margin=dict(t=40, b=40, l=10, r=20),
-                      title=dict(text="Latency per embedding, ms (log scale)", x=0, font=dict(size=15)),
-                      xaxis=dict(type="log", dtick=1, range=[lo, hi], ticks="outside"),
-                      yaxis=dict(autorange="reversed", automargin=True),
-                      legend=dict(orientation="h", y=-0.12, yanchor="top"), font=charts.FONT, template="plotly_white")
-    return fig
+    return charts.request_latency_chart(mine, benchmark_latency(), DEVICE)
 
 
 def describe(sampling: Sampling) -> str:
@@ -470,15 +452,9 @@ def show_sweep(a, b, steps, names, *sampling):
     refs = [a if t <= 0.5 else b for t in alphas]
     results = decode_and_score(path, names, sampling, refs)
     labels = [f"alpha {t:.2f} (cos {float(p @ ea):.2f} to A, {float(p @ eb):.2f} to B)" for t, p in zip(alphas, path)]
-    fig = go.Figure()
-    for name in names:
-        rs = [r for r in results if r["decoder"] == name and r["sample"] == 1]
-        if rs:
-            fig.add_scatter(x=[alphas[r["row"]] for r in rs], y=[r["cos"] for r in rs], mode="lines+markers", name=name)
-    fig.update_layout(height=340, margin=dict(t=50, b=40, l=60, r=10), font=charts.FONT, template="plotly_white",
-                      title=dict(text="Round-trip cos to each point of the path", x=0, font=dict(size=15)),
-                      xaxis_title="alpha (0 = A, 1 = B)", yaxis_title="cos",
-                      legend=dict(orientation="h", y=-0.3, yanchor="top"))
+    first = [r for r in results if r["sample"] == 1]
+    fig = charts.path_chart({n: ([float(alphas[r["row"]]) for r in first if r["decoder"] == n],
+                                 [r["cos"] for r in first if r["decoder"] == n]) for n in names})
     note = (f"slerp from e(A) to e(B) in {steps} points; BLEU/BERTScore against A for alpha <= 0.5, B above. "
             f"{describe(sampling)}.")
     return cards_html(results, refs, labels), fig, note

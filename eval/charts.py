@@ -230,6 +230,36 @@ def latency_chart(df: pd.DataFrame) -> go.Figure:
                    height=140 + 46 * sum(counts) + 60 * len(devices))
 
 
+def request_latency_chart(latency_ms: dict[str, float], bench: pd.DataFrame, device: str = "cpu") -> go.Figure:
+    """One request's latency per decoder (`latency_ms`) beside the benchmark's p50 for each device in
+    `bench` (rows of `latency_rows`): horizontal bars on a log axis, so 3 ms and 1 s both read."""
+    names = list(latency_ms)
+    fig = go.Figure(go.Bar(y=names, x=[latency_ms[n] for n in names], orientation="h",
+                           name=f"this request ({short_device(device)})", text=[f"{latency_ms[n]:.1f}" for n in names],
+                           textposition="outside", cliponaxis=False, marker_color="#4c78a8"))
+    for d, colour in zip(dict.fromkeys(bench["device"]), ("#9ecae9", "#f58518", "#54a24b")):
+        b = bench[bench["device"] == d].set_index("decoder")["p50_ms"]
+        if any(n in b.index for n in names):
+            fig.add_bar(y=names, x=[b.get(n) for n in names], orientation="h", marker_color=colour,
+                        name=f"benchmark p50, {short_device(d)}")
+    values = [v for trace in fig.data for v in trace.x if v is not None and v > 0]
+    lo, hi = (np.log10(min(values)) - 0.3, np.log10(max(values)) + 0.5) if values else (0, 3)
+    fig.update_layout(barmode="group", xaxis=dict(type="log", dtick=1, range=[lo, hi], ticks="outside"),
+                      yaxis=dict(autorange="reversed"))
+    fig = _layout(fig, "Latency per embedding, ms (log scale)", height=110 + 62 * max(len(names), 1))
+    return fig.update_layout(margin=dict(t=40, b=40, l=10, r=20), legend=dict(y=-0.12))
+
+
+def path_chart(series: dict[str, tuple[list[float], list[float]]]) -> go.Figure:
+    """Round-trip cosine along an interpolation path: name -> (alphas, cosines), one line each."""
+    fig = go.Figure()
+    for name, (alphas, cos) in series.items():
+        if alphas:
+            fig.add_scatter(x=alphas, y=cos, mode="lines+markers", name=name)
+    fig.update_layout(xaxis_title="alpha (0 = A, 1 = B)", yaxis_title="cos")
+    return _layout(fig, "Round-trip cos to each point of the path", height=340).update_layout(legend=dict(y=-0.3))
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """The dashboard's table: TABLE_COLUMNS (those present), numbers rounded."""
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
