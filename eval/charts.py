@@ -247,7 +247,7 @@ def request_latency_chart(latency_ms: dict[str, float], bench: pd.DataFrame, dev
     fig.update_layout(barmode="group", xaxis=dict(type="log", dtick=1, range=[lo, hi], ticks="outside"),
                       yaxis=dict(autorange="reversed"))
     fig = _layout(fig, "Latency per embedding, ms (log scale)", height=110 + 62 * max(len(names), 1))
-    return fig.update_layout(margin=dict(t=40, b=40, l=10, r=20), legend=dict(y=-0.12))
+    return fig.update_layout(margin=dict(t=40, b=50, l=10, r=20), legend=dict(y=-0.2))
 
 
 def path_chart(series: dict[str, tuple[list[float], list[float]]]) -> go.Figure:
