@@ -1,226 +1,281 @@
-"""The WordNet 3.0 phrase corpus: build it, split it, embed it.
+"""The text corpus: WordNet 3.0 plus nine open-domain sources, its splits and its embeddings.
 
-    python -m decoders.corpus build --wordnet /usr/share/wordnet   # -> assets/corpus/wordnet.tsv.gz
-    python -m decoders.corpus embed --split train                    # -> data/emb_train.npy (float16)
+    python -m decoders.corpus stats                      # sentences per source and split (JSON)
+    python -m decoders.corpus embed --split open-test    # -> data/emb_open-test.npy (resumable)
+    python -m decoders.corpus embed --split train --device cuda --batch-size 512
 
-Texts are WordNet's usage examples and glosses (definitions). The split is a
-deterministic function of the text (sha1 of its lower-cased form): the 2,000 texts
-with the smallest hash are `test`, the next 2,000 `dev`, the rest `train`.
+Two committed files make the corpus (`python -m tools.corpus_build` writes them):
+  assets/corpus/wordnet.tsv.gz  split, source, text   WordNet glosses and usage examples
+  assets/corpus/open.tsv.gz     split, source, kind, text   the open-domain sources
+
+Splits:
+  test, dev            2,000 WordNet texts each, chosen by sha1 of the text (unchanged since round 1)
+  open-test, open-dev  2,000 sentences each from the open sources, by hash, stratified by source
+  train                everything else: WordNet train + open train
+
+Within a split, WordNet rows come first (examples before glosses), then the open rows in
+hash order, so any prefix of the open train rows is a uniform sample of every source.
+
+Embeddings (all-mpnet-base-v2, unit length, float16) live in data/ outside git, one
+memory-mapped array per split with a mask of rows done, so `embed` resumes after a stop
+and can run as several shards (`--shard 0/2`). data/manifest.json ties each array to the
+corpus: row count, sha256 of the split's texts, rows done.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import hashlib
-import re
+import json
 import sys
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .encoder import encode
+
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS_PATH = ROOT / "assets" / "corpus" / "wordnet.tsv.gz"
+CORPUS_DIR = ROOT / "assets" / "corpus"
+CORPUS_PATH = CORPUS_DIR / "wordnet.tsv.gz"
+OPEN_PATH = CORPUS_DIR / "open.tsv.gz"
 DATA_DIR = ROOT / "data"                       # embeddings and training packs (git-ignored)
-SHARED_CACHE = ROOT.parent / "shared" / "corpus"  # optional developer cache, never required
-SPLITS = ("train", "dev", "test")
-N_TEST, N_DEV = 2000, 2000
-MIN_WORDS, MAX_WORDS = 3, 32
-POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
+SPLITS = ("train", "dev", "test", "open-dev", "open-test")
+WORDNET_KINDS = ("example", "gloss")
+EMBED_DIM = 768
 
 
-def _clean(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip()
+@dataclass(frozen=True)
+class Row:
+    split: str
+    source: str   # "wordnet", "gcide", "brown", ...
+    kind: str     # sub-source: "example"/"gloss" for WordNet, "quotation", "ham", a book, ...
+    text: str
 
 
-def parse_gloss(gloss: str) -> list[tuple[str, str]]:
-    """Split one synset gloss into (source, text) pairs; source is 'example' or 'gloss'."""
-    out = []
-    for part in gloss.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if part.startswith('"'):
-            part = re.sub(r'"\s*-+\s*[^"]*$', '"', part)  # drop a trailing "- Author attribution
-            text, source = part.strip().strip('"'), "example"
-        else:
-            text, source = part, "gloss"
-        text = _clean(text)
-        if '"' in text or not (MIN_WORDS <= len(text.split()) <= MAX_WORDS):
-            continue
-        out.append((source, text))
-    return out
+def text_hash(text: str) -> str:
+    """The hash that assigns a text to a split: sha1 of its lower-cased form."""
+    return hashlib.sha1(text.lower().encode()).hexdigest()
 
 
-def read_wordnet(wordnet_dir: Path) -> list[tuple[str, str]]:
-    """All (source, text) pairs, examples first, deduplicated case-insensitively."""
-    examples, glosses = [], []
-    for name in POS_FILES:
-        path = Path(wordnet_dir) / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: point --wordnet at WordNet 3.0's dict folder "
-                                    "(Debian: apt-get install wordnet-base -> /usr/share/wordnet)")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("  ") or "|" not in line:
-                    continue  # license header
-                for source, text in parse_gloss(line.split("|", 1)[1]):
-                    (examples if source == "example" else glosses).append((source, text))
-    seen, out = set(), []
-    for source, text in examples + glosses:
-        key = text.lower()
-        if key not in seen:
-            seen.add(key)
-            out.append((source, text))
-    return out
-
-
-def split_of_all(texts: list[str]) -> list[str]:
-    """Deterministic split by sha1 of the lower-cased text: smallest 2,000 test, next 2,000 dev."""
-    order = sorted(range(len(texts)), key=lambda i: hashlib.sha1(texts[i].lower().encode()).hexdigest())
-    split = ["train"] * len(texts)
-    for rank, i in enumerate(order[: N_TEST + N_DEV]):
-        split[i] = "test" if rank < N_TEST else "dev"
-    return split
-
-
-def build(wordnet_dir: Path, out: Path = CORPUS_PATH) -> int:
-    pairs = read_wordnet(wordnet_dir)
-    splits = split_of_all([t for _, t in pairs])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out, "wt", encoding="utf-8", compresslevel=9) as f:
-        f.write("split\tsource\ttext\n")
-        for (source, text), split in zip(pairs, splits):
-            f.write(f"{split}\t{source}\t{text}\n")
-    return len(pairs)
-
-
-@lru_cache(maxsize=None)
-def _rows(path: str) -> tuple[tuple[str, str, str], ...]:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"corpus {path} not found; build it with "
-                                "`python -m decoders.corpus build --wordnet /usr/share/wordnet`")
+def _read_tsv(path: Path, header: list[str]) -> list[list[str]]:
+    if not path.exists():
+        raise FileNotFoundError(f"corpus file {path} not found; build it with `python -m tools.corpus_build`")
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["split", "source", "text"]:
-            raise ValueError(f"{path}: unexpected header {header}")
-        return tuple(tuple(line.rstrip("\n").split("\t", 2)) for line in f)
+        got = f.readline().rstrip("\n").split("\t")
+        if got != header:
+            raise ValueError(f"{path}: header {got}, expected {header}")
+        return [line.rstrip("\n").split("\t", len(header) - 1) for line in f]
 
 
-def load_split(split: str, path: Path = CORPUS_PATH) -> list[str]:
-    """Texts of one split, in corpus order."""
+def wordnet_rows(path: Path = CORPUS_PATH) -> list[Row]:
+    """WordNet's rows as committed (kind 'example' or 'gloss'), examples first."""
+    return [Row(split, "wordnet", kind, text) for split, kind, text in _read_tsv(path, ["split", "source", "text"])]
+
+
+@lru_cache(maxsize=4)
+def rows(wordnet_path: Path = CORPUS_PATH, open_path: Path = OPEN_PATH) -> tuple[Row, ...]:
+    """Every row of the corpus, WordNet first; without the open file, WordNet alone."""
+    out = wordnet_rows(wordnet_path)
+    if open_path.exists():
+        out += [Row(*r) for r in _read_tsv(open_path, ["split", "source", "kind", "text"])]
+    return tuple(out)
+
+
+def load_rows(split: str, sources: list[str] | None = None) -> list[Row]:
+    """Rows of one split, in corpus order, optionally only from some sources."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    return [t for s, _, t in _rows(str(path)) if s == split]
+    return [r for r in rows() if r.split == split and (sources is None or r.source in sources)]
 
 
-def load_shared_cache(cache_dir: Path = SHARED_CACHE) -> dict[str, np.ndarray] | None:
-    """text -> unit float32 embedding from the developer cache in ../shared/corpus, if present."""
-    cache_dir = Path(cache_dir)
-    if not (cache_dir / "emb_int8.npy").exists():
-        return None
-    with gzip.open(cache_dir / "texts.tsv.gz", "rt", encoding="utf-8") as f:
-        texts = [line.rstrip("\n").split("\t", 1)[1] for line in f]
-    q = np.load(cache_dir / "emb_int8.npy", mmap_mode="r")
-    scale = np.load(cache_dir / "emb_scale.npy")
-    return {"texts": texts, "q": q, "scale": scale}
+def load_split(split: str, sources: list[str] | None = None) -> list[str]:
+    """Texts of one split, in corpus order."""
+    return [r.text for r in load_rows(split, sources)]
 
 
-def embed_split(split: str, out: Path | None = None, chunk: int = 2048, use_cache: bool = True,
-                batch_size: int = 64) -> Path:
-    """Embed one split with all-mpnet-base-v2 into a float16 .npy, chunked and resumable."""
-    from tqdm import tqdm
+def stats() -> dict:
+    """Sentences per source and split, and the totals."""
+    table: dict[str, dict[str, int]] = {}
+    for r in rows():
+        per = table.setdefault(r.source, {s: 0 for s in SPLITS})
+        per[r.split] += 1
+    totals = {s: sum(per[s] for per in table.values()) for s in SPLITS}
+    train = totals["train"]
+    return {"sources": table, "totals": totals, "all": sum(totals.values()), "n_sources": len(table),
+            "train_share": {src: round(per["train"] / train, 4) for src, per in table.items()} if train else {}}
 
-    from .encoder import encode
 
-    texts = load_split(split)
-    out = Path(out or DATA_DIR / f"emb_{split}.npy")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done_path = out.with_suffix(".done.npy")
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+
+
+def _texts_sha256(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def embedding_paths(split: str, data_dir: Path = DATA_DIR) -> tuple[Path, Path]:
+    return data_dir / f"emb_{split}.npy", data_dir / f"emb_{split}.done.npy"
+
+
+def _update_manifest(split: str, texts: list[str], done: np.ndarray, data_dir: Path, extra: dict) -> None:
+    path = data_dir / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest[split] = {"rows": len(texts), "texts_sha256": _texts_sha256(texts), "done": int(done.sum()),
+                       "file": embedding_paths(split, data_dir)[0].name, "dtype": "float16",
+                       "encoder": "all-mpnet-base-v2", "normalized": True, **extra}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(path)
+
+
+def _open_embeddings(split: str, n: int, data_dir: Path) -> tuple[np.memmap, np.ndarray]:
+    out, done_path = embedding_paths(split, data_dir)
     if out.exists() and done_path.exists():
         emb = np.load(out, mmap_mode="r+")
-        done = np.load(done_path)
-        if emb.shape != (len(texts), 768):
-            raise ValueError(f"{out} has shape {emb.shape}, expected {(len(texts), 768)}; delete it to rebuild")
-    else:
-        emb = np.lib.format.open_memmap(out, mode="w+", dtype=np.float16, shape=(len(texts), 768))
-        done = np.zeros(len(texts), dtype=bool)
-    cache = load_shared_cache() if use_cache else None
-    if cache is not None:
-        index = {t: i for i, t in enumerate(cache["texts"])}
-        hits = [(i, index[t]) for i, t in enumerate(texts) if not done[i] and t in index]
-        if hits:
-            rows, src = np.array([h[0] for h in hits]), np.array([h[1] for h in hits])
-            order = np.argsort(src)  # read the memmap in order
-            v = cache["q"][src[order]].astype(np.float32) * cache["scale"][src[order], None]
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-            emb[rows[order]] = v.astype(np.float16)
-            done[rows] = True
-            print(f"{len(hits)} of {len(texts)} embeddings taken from {SHARED_CACHE}", file=sys.stderr)
-    todo = np.flatnonzero(~done)
-    for start in tqdm(range(0, len(todo), chunk), desc=f"embedding {split}", unit="chunk"):
-        idx = todo[start:start + chunk]
-        emb[idx] = encode([texts[i] for i in idx], batch_size=batch_size).astype(np.float16)
+        if emb.shape != (n, EMBED_DIM):
+            raise ValueError(f"{out} has shape {emb.shape} but split {split!r} has {n} texts now; "
+                             "the corpus changed: delete it and embed again")
+        return emb, np.load(done_path)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    emb = np.lib.format.open_memmap(out, mode="w+", dtype=np.float16, shape=(n, EMBED_DIM))
+    return emb, np.zeros(n, dtype=bool)
+
+
+def _check_manifest(split: str, texts: list[str], data_dir: Path) -> None:
+    path = data_dir / "manifest.json"
+    entry = json.loads(path.read_text()).get(split) if path.exists() else None
+    if entry is not None and entry["texts_sha256"] != _texts_sha256(texts):
+        raise ValueError(f"{embedding_paths(split, data_dir)[0]} was computed for other texts than split "
+                         f"{split!r} holds now (manifest hash differs); delete it and embed again")
+
+
+def take_from_cache(texts: list[str], emb: np.ndarray, done: np.ndarray, cache_dir: Path) -> int:
+    """Fill rows whose exact text is in a developer cache (texts.tsv.gz + emb_int8.npy + emb_scale.npy,
+    the format of ../shared/corpus). Returns how many rows it filled."""
+    with gzip.open(cache_dir / "texts.tsv.gz", "rt", encoding="utf-8") as f:
+        index = {line.rstrip("\n").split("\t", 1)[1]: i for i, line in enumerate(f)}
+    hits = [(i, index[t]) for i, t in enumerate(texts) if not done[i] and t in index]
+    if not hits:
+        return 0
+    dst, src = np.array([h[0] for h in hits]), np.array([h[1] for h in hits])
+    order = np.argsort(src)                      # read the memmap in order
+    q = np.load(cache_dir / "emb_int8.npy", mmap_mode="r")
+    v = q[src[order]].astype(np.float32) * np.load(cache_dir / "emb_scale.npy")[src[order], None]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    emb[dst[order]] = v.astype(np.float16)
+    done[dst] = True
+    return len(hits)
+
+
+def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtype: str = "bfloat16",
+                batch_size: int = 128, chunk: int = 4096, shard: tuple[int, int] = (0, 1),
+                cache_dir: Path | None = None, max_rows: int | None = None, log=print,
+                texts: list[str] | None = None) -> Path:
+    """Embed one split with all-mpnet-base-v2 into data/emb_{split}.npy, chunk by chunk.
+
+    Resumable: rows already done are skipped. `shard=(i, n)` takes chunks i, i+n, i+2n, ... so
+    n processes (or machines) can share a split. `max_rows` stops after that many new rows.
+    `texts` defaults to the split's texts (tests pass their own).
+    """
+    texts = load_split(split) if texts is None else texts
+    _check_manifest(split, texts, data_dir)
+    emb, done = _open_embeddings(split, len(texts), data_dir)
+    done_path = embedding_paths(split, data_dir)[1]
+    if cache_dir is not None and Path(cache_dir, "emb_int8.npy").exists():
+        n = take_from_cache(texts, emb, done, Path(cache_dir))
+        if n:
+            log(f"{split}: {n} rows from the cache in {cache_dir}")
+            emb.flush()
+            np.save(done_path, done)
+    i, n_shards = shard
+    chunks = [c for c in range(0, len(texts), chunk) if (c // chunk) % n_shards == i]
+    new, t0 = 0, time.perf_counter()
+    for c in chunks:
+        idx = np.flatnonzero(~done[c:c + chunk]) + c
+        if max_rows is not None:
+            idx = idx[:max_rows - new]
+        if len(idx) == 0:
+            continue
+        emb[idx] = encode([texts[j] for j in idx], batch_size=batch_size, device=device,
+                          dtype=dtype).astype(np.float16)
         done[idx] = True
         emb.flush()
         np.save(done_path, done)
-    emb.flush()
-    np.save(done_path, done)
-    return out
+        new += len(idx)
+        rate = new / (time.perf_counter() - t0)
+        log(f"{split}: {int(done.sum())}/{len(texts)} done, {rate:.1f} sentences/s ({device}, {dtype})")
+        _update_manifest(split, texts, done, data_dir, {"last_rate_per_s": round(rate, 1), "device": device,
+                                                        "compute_dtype": dtype})
+        if max_rows is not None and new >= max_rows:
+            break
+    _update_manifest(split, texts, done, data_dir, {})
+    return embedding_paths(split, data_dir)[0]
 
 
-def load_embeddings(split: str) -> np.ndarray:
-    path = DATA_DIR / f"emb_{split}.npy"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `python -m decoders.corpus embed --split {split}`")
-    return np.load(path)
+def load_embedded(split: str, data_dir: Path = DATA_DIR, sources: list[str] | None = None
+                  ) -> tuple[list[Row], np.ndarray]:
+    """The rows of a split that are embedded so far, and their embeddings as float32 [n, 768]."""
+    all_rows = load_rows(split)
+    _check_manifest(split, [r.text for r in all_rows], data_dir)
+    out, done_path = embedding_paths(split, data_dir)
+    if not out.exists():
+        raise FileNotFoundError(f"{out} not found; run `python -m decoders.corpus embed --split {split}`")
+    done = np.load(done_path)
+    keep = done & np.array([sources is None or r.source in sources for r in all_rows])
+    idx = np.flatnonzero(keep)
+    return [all_rows[i] for i in idx], np.asarray(np.load(out, mmap_mode="r")[idx], dtype=np.float32)
 
 
-def pq_pack(split: str, out: Path, m: int = 256, train_n: int = 40000, seed: int = 0) -> float:
-    """Product-quantise a split's embeddings (m sub-vectors x 8 bits) into a small .npz
-    (codes + centroids) that fits where the float16 array does not, e.g. the 64 MiB that
-    travels to a lent GPU machine. Returns the mean cosine of reconstruction to the original.
-    The trainer reads the pack with `--embeddings FILE.npz`."""
-    import faiss
-
-    x = load_embeddings(split).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    pq = faiss.ProductQuantizer(x.shape[1], m, 8)
-    pq.train(x[rng.choice(len(x), min(train_n, len(x)), replace=False)])
-    codes = pq.compute_codes(x)
-    centroids = faiss.vector_to_array(pq.centroids).reshape(m, 256, x.shape[1] // m)
-    rec = pq.decode(codes[:5000])
-    cos = float(((rec * x[:5000]).sum(1) / np.linalg.norm(rec, axis=1)).mean())
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, codes=codes, centroids=centroids.astype(np.float32), mean_cos=cos)
-    return cos
+def load_embeddings(split: str, data_dir: Path = DATA_DIR) -> np.ndarray:
+    """All embeddings of a split as float16 [n, 768]; raises unless every row is embedded."""
+    out, done_path = embedding_paths(split, data_dir)
+    if not out.exists():
+        raise FileNotFoundError(f"{out} not found; run `python -m decoders.corpus embed --split {split}`")
+    _check_manifest(split, load_split(split), data_dir)
+    done = np.load(done_path)
+    if not done.all():
+        raise ValueError(f"{out}: only {int(done.sum())} of {len(done)} rows are embedded; finish with "
+                         f"`python -m decoders.corpus embed --split {split}` or use load_embedded()")
+    return np.load(out)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m decoders.corpus", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build assets/corpus/wordnet.tsv.gz from WordNet 3.0")
-    b.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"), help="folder with data.noun etc.")
-    b.add_argument("--out", type=Path, default=CORPUS_PATH)
-    e = sub.add_parser("embed", help="embed a split with all-mpnet-base-v2 (resumable)")
-    e.add_argument("--split", choices=SPLITS, required=True)
-    e.add_argument("--out", type=Path, default=None)
-    e.add_argument("--no-cache", action="store_true", help="ignore ../shared/corpus and compute everything")
-    e.add_argument("--batch-size", type=int, default=64)
-    q = sub.add_parser("pack", help="product-quantised copy of a split's embeddings for a GPU machine")
-    q.add_argument("--split", choices=SPLITS, default="train")
-    q.add_argument("--out", type=Path, default=Path("gpu/train_pq.npz"))
-    q.add_argument("--m", type=int, default=256, help="sub-vectors (bytes per embedding)")
+    sub.add_parser("stats", help="sentences per source and split, as JSON")
+    e = sub.add_parser("embed", help="embed a split with all-mpnet-base-v2 (resumable, sharded)")
+    e.add_argument("--split", choices=SPLITS + ("all",), required=True, help="'all': open-dev, open-test, dev, test, train")
+    e.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="compute dtype of the encoder (outputs are normalised in float32, stored as float16)")
+    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th chunk starting at i")
+    e.add_argument("--max-rows", type=int, default=None, help="stop after embedding this many new rows")
+    e.add_argument("--cache", type=Path, default=None,
+                   help="a developer cache of known embeddings (e.g. ../shared/corpus), matched by exact text")
     a = p.parse_args(argv)
-    if a.cmd == "pack":
-        print(f"wrote {a.out}: reconstruction cosine {pq_pack(a.split, a.out, a.m):.4f}")
-    elif a.cmd == "build":
-        n = build(a.wordnet, a.out)
-        counts = {s: sum(1 for r in _rows(str(a.out)) if r[0] == s) for s in SPLITS}
-        print(f"wrote {a.out}: {n} texts {counts}")
-    else:
-        print(embed_split(a.split, a.out, use_cache=not a.no_cache, batch_size=a.batch_size))
+    if a.cmd == "stats":
+        print(json.dumps(stats(), indent=1))
+        return
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    i, n = (int(v) for v in a.shard.split("/"))
+    splits = ["open-dev", "open-test", "dev", "test", "train"] if a.split == "all" else [a.split]
+    for split in splits:
+        path = embed_split(split, a.data_dir, a.device, a.dtype, a.batch_size, shard=(i, n), cache_dir=a.cache,
+                           max_rows=a.max_rows, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(path)
 
 
 if __name__ == "__main__":

@@ -127,13 +127,16 @@ def resolve_model_dir(name: str = MPNET, path: str | Path | None = None) -> str:
 
 
 @lru_cache(maxsize=None)
-def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None):
-    """Load once per process. Raises with an install hint when the model cannot be found."""
+def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None, dtype: str = "float32"):
+    """Load once per process and dtype ("float32", or "bfloat16"/"float16" for bulk embedding).
+    Raises with an install hint when the model cannot be found."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
     where = resolve_model_dir(name, path)
+    kwargs = {} if dtype == "float32" else {"model_kwargs": {"torch_dtype": getattr(torch, dtype)}}
     try:
-        return SentenceTransformer(where, device=device)
+        return SentenceTransformer(where, device=device, **kwargs)
     except OSError as e:
         raise FileNotFoundError(f"could not load {name} from {where}: {e}. Install it with: {INSTALL_HINT}") from None
 
@@ -154,10 +157,12 @@ def check_texts(texts) -> list[str]:
     return texts
 
 
-def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM)."""
+def encode(texts, name: str = MPNET, batch_size: int = 64, device: str = "cpu", dtype: str = "float32") -> np.ndarray:
+    """Unit-length float32 embeddings [N, dim] (768 for mpnet, 384 for MiniLM).
+
+    dtype is the encoder's compute dtype; outputs are normalised in float32 either way."""
     texts = check_texts(texts)
-    model = load_encoder(name, device)
-    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                       convert_to_numpy=True, show_progress_bar=False)
-    return np.asarray(emb, dtype=np.float32)
+    model = load_encoder(name, device, dtype=dtype)
+    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=False,
+                       convert_to_tensor=True, show_progress_bar=False).float().cpu().numpy()
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)

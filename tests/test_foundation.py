@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from decoders import Sampling, available_decoders, get_decoder, validate_embeddings
-from decoders.corpus import load_split, parse_gloss, split_of_all
 from decoders.encoder import MINILM, encode, resolve_model_dir
 from decoders.sampling import make_generator, sample_next_token
 
@@ -87,22 +86,3 @@ def test_every_registered_decoder_rejects_a_wrong_sized_vector():
     for name in available_decoders():
         with pytest.raises(ValueError, match="768-dimensional"):
             get_decoder(name).decode(np.ones((1, 100)), Sampling())
-
-
-def test_corpus_splits_are_disjoint_and_sized():
-    train, dev, test = (set(t.lower() for t in load_split(s)) for s in ("train", "dev", "test"))
-    assert len(dev) == 2000 and len(test) == 2000 and len(train) > 160_000
-    assert not (train & dev) and not (train & test) and not (dev & test)
-
-
-def test_split_is_a_function_of_the_text():
-    texts = [f"sentence number {i}" for i in range(5000)]
-    a = dict(zip(texts, split_of_all(texts)))
-    b = dict(zip(texts[::-1], split_of_all(texts[::-1])))
-    assert a == b
-
-
-def test_gloss_parsing_strips_attributions_and_short_parts():
-    gloss = 'a domestic animal; "the dog barked all night"; "he was a good man"- Shakespeare; cat'
-    assert parse_gloss(gloss) == [("gloss", "a domestic animal"), ("example", "the dog barked all night"),
-                                  ("example", "he was a good man")]

@@ -1,25 +1,30 @@
-"""Hybrid decoder: encoder-in-the-loop selection, with stub proposers and a stub encoder."""
+"""Hybrid decoder: iterative correction with encoder feedback, on stub parts in an 8-d word space."""
 import numpy as np
 import pytest
-import torch
 
 from decoders.base import Decoded, Decoder, Sampling
-from decoders.hybrid import HybridConfig, HybridDecoder
+from decoders.hybrid import HybridConfig, HybridDecoder, TargetShift
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
-BASIS = {w: np.eye(8, dtype=np.float32)[i] for i, w in enumerate(WORDS)}
+BASIS = {w: np.eye(768, dtype=np.float32)[i] for i, w in enumerate(WORDS)}
 
 
 def stub_encode(texts):
-    """Bag of basis vectors over the known words, unit length."""
+    """Bag of basis vectors over the known words, unit length (the stub 'encoder')."""
     out = []
     for t in texts:
-        v = sum((BASIS[w] for w in t.split() if w in BASIS), np.zeros(8, dtype=np.float32)) + 1e-3
+        v = sum((BASIS[w] for w in t.split() if w in BASIS), np.zeros(768, dtype=np.float32)) + 1e-4
         out.append(v / np.linalg.norm(v))
     return np.stack(out)
 
 
+def target(text):
+    return stub_encode([text])
+
+
 class Fixed(Decoder):
+    """Returns the same texts whatever the embedding."""
+
     def __init__(self, texts, params=0):
         self.texts, self._p = texts, params
 
@@ -31,41 +36,81 @@ class Fixed(Decoder):
         return [[Decoded(self.texts[i % len(self.texts)]) for i in range(s.num_samples)] for _ in range(x.shape[0])]
 
 
-def hybrid(**cfg):
-    return HybridDecoder(Fixed(["alpha", "beta gamma", "delta"]), Fixed(["zeta"], 100), Fixed(["gamma"], 10),
-                         HybridConfig(**{"generative_samples": 2, **cfg}), encode=stub_encode)
+class ArgmaxWord(Decoder):
+    """Decodes an embedding to its single strongest word."""
+    num_parameters = 100
+
+    def _decode(self, x, s):
+        return [[Decoded(WORDS[int(np.argmax(row[:6]))])] * s.num_samples for row in x.numpy()]
 
 
-def target(text):
-    # the stub lives in 8-d; pad to 768 so the public decode() validates it like any embedding
-    v = np.zeros((1, 768), dtype=np.float32)
-    v[0, :8] = stub_encode([text])[0]
-    return v
+class AppendMissingWord:
+    """A stub corrector that reads its feedback: appends the word the hypothesis lacks most (e - ê)."""
+
+    def propose(self, target, landed, texts, sampling, n):
+        return [[(t + " " + WORDS[int(np.argmax((e - l)[:6]))]).strip()] * n for e, l, t in zip(target, landed, texts)]
 
 
-
-def test_greedy_returns_the_candidate_closest_to_the_target_under_the_encoder():
-    h = hybrid(refine_steps=0)
-    h.encode = lambda texts: np.pad(stub_encode(texts), ((0, 0), (0, 760)))
-    out = h.decode(target("beta gamma"), Sampling())
-    assert out[0][0].text == "beta gamma" and out[0][0].score == pytest.approx(1.0, abs=1e-3)
+def hybrid(corrector=None, **cfg):
+    return HybridDecoder(Fixed(["alpha", "delta"]), ArgmaxWord(), corrector or AppendMissingWord(),
+                         HybridConfig(**{"budget_ms": 0, **cfg}), encode=stub_encode)
 
 
-def test_refinement_never_loses_the_best_candidate():
-    h = hybrid(refine_steps=2)
-    h.encode = lambda texts: np.pad(stub_encode(texts), ((0, 0), (0, 760)))
-    out = h.decode(target("delta"), Sampling(num_samples=3))
-    assert out[0][0].text == "delta"
-    scores = [d.score for d in out[0]]
-    assert scores == sorted(scores, reverse=True)
+def test_without_steps_it_returns_the_pool_candidate_closest_under_the_encoder():
+    out = hybrid(steps=0).decode(target("delta"), Sampling())
+    assert out[0][0].text == "delta" and out[0][0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_corrections_go_past_the_pool_and_the_trajectory_records_each_step():
+    d = hybrid(steps=3).decode(target("alpha beta gamma"), Sampling())[0][0]
+    assert d.text == "alpha beta gamma" and d.score == pytest.approx(1.0, abs=1e-3)
+    cos = [p["cos"] for p in d.extra["trajectory"]]
+    assert [p["step"] for p in d.extra["trajectory"]] == [0, 1, 2]     # stopped at cos >= 0.99
+    assert cos == sorted(cos) and cos[0] < 0.6 and cos[-1] > 0.99
+
+
+def test_feedback_is_what_makes_the_corrections_work():
+    with_fb = hybrid(steps=3).decode(target("alpha beta gamma"), Sampling())[0][0].score
+    without = hybrid(steps=3, feedback=False).decode(target("alpha beta gamma"), Sampling())[0][0].score
+    assert with_fb > without + 0.2
+
+
+def test_a_spent_time_budget_returns_the_best_so_far():
+    d = hybrid(steps=10, budget_ms=1e-6).decode(target("alpha beta gamma"), Sampling())[0][0]
+    assert d.text == "alpha" and [p["step"] for p in d.extra["trajectory"]] == [0]
+
+
+def test_target_shift_moves_the_target_away_from_where_the_hypothesis_landed():
+    ts = TargetShift(ArgmaxWord())
+    e = target("alpha beta")      # alpha and beta tie; the hypothesis "alpha" landed on alpha
+    assert ts.propose(e, target("alpha"), ["alpha"], Sampling(), 1) == [["beta"]]
+
+
+def test_starting_from_nothing_still_decodes():
+    d = hybrid(start="empty", steps=3).decode(target("beta"), Sampling())[0][0]
+    assert d.text.split()[0] == "beta"
+
+
+def test_batch_rows_are_independent():
+    out = hybrid(steps=3).decode(np.concatenate([target("alpha beta"), target("delta")]), Sampling())
+    assert [o[0].text for o in out] == ["alpha beta", "delta"]
 
 
 def test_same_seed_same_samples():
-    h = hybrid()
-    h.encode = lambda texts: np.pad(stub_encode(texts), ((0, 0), (0, 760)))
+    h = hybrid(steps=2)
     s = Sampling(temperature=1.0, num_samples=2, seed=4)
     assert [d.text for d in h.decode(target("alpha"), s)[0]] == [d.text for d in h.decode(target("alpha"), s)[0]]
 
 
+def test_settings_out_of_range_name_the_setting():
+    with pytest.raises(ValueError, match="hybrid beam must be in"):
+        HybridConfig(beam=0)
+    with pytest.raises(ValueError, match="start must be one of"):
+        HybridConfig(start="middle")
+    with pytest.raises(ValueError, match="unknown hybrid setting"):
+        hybrid().configured(depth=3)
+    assert hybrid().configured(steps=1).cfg.steps == 1
+
+
 def test_parameter_count_is_the_neural_parts():
-    assert hybrid().num_parameters == 110
+    assert hybrid().num_parameters == 100
