@@ -22,6 +22,7 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from collections import Counter  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -33,6 +34,7 @@ import torch  # noqa: E402
 
 from decoders import DECODERS, Sampling, available_decoders, check_decoder_names, default_decoders, get_decoder  # noqa: E402
 from decoders import inputs  # noqa: E402
+from decoders.corpus import SPLITS as CORPUS_SPLITS  # noqa: E402
 from decoders.encoder import MPNET, encode  # noqa: E402
 from eval import charts, review  # noqa: E402
 from eval.metrics import bertscore_f1, roundtrip_cosine, sentence_bleu, words  # noqa: E402
@@ -56,7 +58,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DEFAULT_DECODERS = default_decoders()
 EXPORT_DIR = Path(tempfile.mkdtemp(prefix="decoder-lab-"))  # CSV downloads; removed at exit
 atexit.register(shutil.rmtree, EXPORT_DIR, True)
-SPLITS = ("test", "dev")  # review sets from the corpus
+SPLITS = tuple(s for s in CORPUS_SPLITS if s != "train")  # review sets from the corpus
 API_KEYS = ["decoder", "text", "cos", "bleu", "bertscore", "latency_ms", "params"]
 
 
@@ -79,13 +81,25 @@ def pick_decoders(names) -> list[str]:
     return names
 
 
-def decode_and_score(emb: np.ndarray, names: list[str], sampling: Sampling, refs: list[str | None]) -> list[dict]:
+def parse_settings(temperature, top_k, top_p, max_new_tokens, num_samples, seed, hybrid_budget_ms=None):
+    """(Sampling, the hybrid's time budget in ms or None for its default) from form or API values."""
+    sampling = inputs.parse_sampling(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
+    budget = None if hybrid_budget_ms is None else inputs.check_number(
+        hybrid_budget_ms, "hybrid_budget_ms", *inputs.HYBRID_BUDGET_MS)
+    return sampling, budget
+
+
+def decode_and_score(emb: np.ndarray, names: list[str], sampling: Sampling, refs: list[str | None],
+                     budget_ms: float | None = None) -> list[dict]:
     """Every decoder on every row of `emb` [N, 768]; one dict per (decoder, row, sample), scored with
-    round-trip cosine, and BLEU and BERTScore where the row has a reference text."""
+    round-trip cosine, and BLEU and BERTScore where the row has a reference text. `budget_ms` is
+    the hybrid's wall-clock budget per call (None: its configured default)."""
     results = []
     for name in names:
         try:
             decoder = get_decoder(name, DEVICE)
+            if budget_ms is not None and hasattr(decoder, "configured"):  # the hybrid's anytime budget
+                decoder = decoder.configured(budget_ms=budget_ms)
             t = time.perf_counter()
             out = decoder.decode(emb, sampling)
             ms = (time.perf_counter() - t) * 1000 / len(emb)
@@ -135,7 +149,8 @@ def api_rows(results: list[dict], **per_row) -> list[dict]:
 # ----------------------------------------------------------------------------- the API
 
 def decode_text(text: str, decoders: list[str] | None = None, temperature: float = 0.0, top_k: int = 0,
-                top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1, seed: int = 0) -> list[dict]:
+                top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1, seed: int = 0,
+                hybrid_budget_ms: float | None = None) -> list[dict]:
     """Embed `text` with all-mpnet-base-v2 and decode the embedding with each decoder.
 
     Args:
@@ -147,42 +162,45 @@ def decode_text(text: str, decoders: list[str] | None = None, temperature: float
         max_new_tokens: 1 to 63 (RET reads it as 3x bytes).
         num_samples: candidates per decoder, 1 to 8.
         seed: 0 to 2**32 - 1; same seed, same samples.
+        hybrid_budget_ms: the hybrid's wall-clock budget per call, 100 to 10,000 ms (None: 1,500).
     Returns:
         One dict per decoder and sample: decoder, text, cos (round trip), bleu and bertscore
         (against `text`), latency_ms (per embedding), params, row, sample.
     """
     try:
-        sampling = inputs.parse_sampling(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
+        sampling, budget = parse_settings(temperature, top_k, top_p, max_new_tokens, num_samples, seed,
+                                          hybrid_budget_ms)
         text, names = inputs.check_text(text), pick_decoders(decoders)
     except ValueError as e:
         raise user_error("/decode_text", e) from None
-    return api_rows(decode_and_score(encode([text], device=DEVICE), names, sampling, [text]))
+    return api_rows(decode_and_score(encode([text], device=DEVICE), names, sampling, [text], budget))
 
 
 def decode_vector(vector: list[float] | list[list[float]], decoders: list[str] | None = None, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1,
-                  seed: int = 0) -> list[dict]:
+                  seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
     """Decode a 768-d all-mpnet-base-v2 vector, or up to 16 of them (one per row).
 
     Args:
         vector: 768 numbers, or a list of up to 16 such lists; any scale (it is a direction).
         decoders: registry names; None for the default decoders.
-        temperature, top_k, top_p, max_new_tokens, num_samples, seed: as in /decode_text.
+        temperature, top_k, top_p, max_new_tokens, num_samples, seed, hybrid_budget_ms: as in /decode_text.
     Returns:
         One dict per decoder, row and sample: decoder, text, cos (round trip), bleu and
         bertscore (None: a vector has no reference text), latency_ms, params, row, sample.
     """
     try:
-        sampling = inputs.parse_sampling(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
+        sampling, budget = parse_settings(temperature, top_k, top_p, max_new_tokens, num_samples, seed,
+                                          hybrid_budget_ms)
         emb, names = inputs.to_rows(vector, "vector"), pick_decoders(decoders)
     except ValueError as e:
         raise user_error("/decode_vector", e) from None
-    return api_rows(decode_and_score(emb, names, sampling, [None] * len(emb)))
+    return api_rows(decode_and_score(emb, names, sampling, [None] * len(emb), budget))
 
 
 def interpolate(text_a: str, text_b: str, steps: int = 5, decoders: list[str] | None = None, temperature: float = 0.0,
                 top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1,
-                seed: int = 0) -> list[dict]:
+                seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
     """Decode evenly spaced points on the great circle (slerp) from embedding(A) to embedding(B).
 
     Args:
@@ -190,14 +208,15 @@ def interpolate(text_a: str, text_b: str, steps: int = 5, decoders: list[str] | 
         text_b: sentence B (alpha = 1).
         steps: points on the path, 2 to 11, ends included.
         decoders: registry names; None for the default decoders.
-        temperature, top_k, top_p, max_new_tokens, num_samples, seed: as in /decode_text.
+        temperature, top_k, top_p, max_new_tokens, num_samples, seed, hybrid_budget_ms: as in /decode_text.
     Returns:
         One dict per point, decoder and sample: alpha, reference ("A" for alpha <= 0.5, else "B"),
         decoder, text, cos (against the point), bleu and bertscore (against the reference sentence),
         latency_ms, params, row, sample.
     """
     try:
-        sampling = inputs.parse_sampling(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
+        sampling, budget = parse_settings(temperature, top_k, top_p, max_new_tokens, num_samples, seed,
+                                          hybrid_budget_ms)
         a, b = inputs.check_text(text_a, "text_a"), inputs.check_text(text_b, "text_b")
         steps, names = inputs.check_number(steps, "steps", 2, inputs.MAX_STEPS, whole=True), pick_decoders(decoders)
         ea, eb = encode([a, b], device=DEVICE)
@@ -205,7 +224,7 @@ def interpolate(text_a: str, text_b: str, steps: int = 5, decoders: list[str] | 
     except ValueError as e:
         raise user_error("/interpolate", e) from None
     refs = [a if t <= 0.5 else b for t in alphas]
-    return api_rows(decode_and_score(path, names, sampling, refs), alpha=[round(float(t), 4) for t in alphas],
+    return api_rows(decode_and_score(path, names, sampling, refs, budget), alpha=[round(float(t), 4) for t in alphas],
                     reference=["A" if t <= 0.5 else "B" for t in alphas])
 
 
@@ -242,7 +261,10 @@ def highlight(text: str, ref: str | None) -> str:
 
 
 def trajectory_svg(traj: list[dict], width: int = 260, height: int = 80) -> str:
-    """A small line chart of cos against step (SVG, no script)."""
+    """A small line chart of cos against step (SVG, no script); steps without a cosine are skipped."""
+    traj = [p for p in traj if p.get("cos") is not None]
+    if not traj:
+        return ""
     steps = [int(p["step"]) for p in traj]
     cos = [float(p["cos"]) for p in traj]
     lo, hi = min(cos), max(cos)
@@ -270,8 +292,12 @@ def trajectory_svg(traj: list[dict], width: int = 260, height: int = 80) -> str:
 
 
 def trajectory_html(traj: list[dict], ref: str | None) -> str:
-    items = "".join(f'<li><span class="num">{float(p["cos"]):.3f}</span> {highlight(str(p["text"]), ref)}</li>'
-                    for p in traj)
+    def item(p):
+        cos = "-" if p.get("cos") is None else f"{float(p['cos']):.3f}"
+        text = highlight(str(p["text"]), ref) if p["text"] else "(empty)"
+        return f'<li><span class="num">{cos}</span> {text}</li>'
+
+    items = "".join(item(p) for p in traj)
     return (f'<div class="trajectory"><div class="label">correction steps: cos against step</div>'
             f'{trajectory_svg(traj)}<ol start="{int(traj[0]["step"])}">{items}</ol></div>')
 
@@ -313,7 +339,7 @@ def cards_html(results: list[dict], refs: list[str | None], row_labels: list[str
                     if best is not None and r["cos"] == best else ""
                 text = highlight(r["text"], refs[row]) if r["text"] else '<span class="empty">(empty output)</span>'
                 body.append(f'<div class="out">{text}</div><div class="scores">{_scores(r)}{star}</div>')
-                if r.get("trajectory"):
+                if r.get("trajectory") and len(r["trajectory"]) > 1:  # step 0 alone is the output itself
                     body.append(trajectory_html(r["trajectory"], refs[row]))
         cards.append(f'<div class="card" data-decoder="{html.escape(name)}"><h3>{html.escape(name)}</h3>'
                      f'<div class="summary">{summary}</div><div class="meta">{meta}</div>{"".join(body)}</div>')
@@ -357,7 +383,7 @@ def _ui(where: str, fn, *args):
 
 
 def _compare_args(text, names, *sampling):
-    return inputs.check_text(text), pick_decoders(names), inputs.parse_sampling(*sampling)
+    return inputs.check_text(text), pick_decoders(names), parse_settings(*sampling)
 
 
 def check_compare(text, names, *sampling):
@@ -365,8 +391,8 @@ def check_compare(text, names, *sampling):
 
 
 def show_compare(text, names, *sampling):
-    text, names, sampling = _ui("compare", _compare_args, text, names, *sampling)
-    results = decode_and_score(encode([text], device=DEVICE), names, sampling, [text])
+    text, names, (sampling, budget) = _ui("compare", _compare_args, text, names, *sampling)
+    results = decode_and_score(encode([text], device=DEVICE), names, sampling, [text], budget)
     note = (f"Decoded the {MPNET} embedding of the text ({len(text)} characters) with {len(names)} decoder(s): "
             f"{describe(sampling)}. Marked words also occur in the text.")
     return cards_html(results, [text]), latency_figure(results), note
@@ -378,7 +404,7 @@ def _vector_args(pasted, file_path, names, *sampling):
         emb, what = inputs.read_vector_file(file_path, name), f"the uploaded file {name}"
     else:
         emb, what = inputs.parse_pasted(pasted), "the pasted vector"
-    return emb, what, pick_decoders(names), inputs.parse_sampling(*sampling)
+    return emb, what, pick_decoders(names), parse_settings(*sampling)
 
 
 def check_vector(pasted, file_path, names, *sampling):
@@ -386,8 +412,8 @@ def check_vector(pasted, file_path, names, *sampling):
 
 
 def show_vector(pasted, file_path, names, *sampling):
-    emb, what, names, sampling = _ui("vector", _vector_args, pasted, file_path, names, *sampling)
-    results = decode_and_score(emb, names, sampling, [None] * len(emb))
+    emb, what, names, (sampling, budget) = _ui("vector", _vector_args, pasted, file_path, names, *sampling)
+    results = decode_and_score(emb, names, sampling, [None] * len(emb), budget)
     labels = [f"row {i + 1} of {len(emb)}" for i in range(len(emb))] if len(emb) > 1 else None
     note = (f"Decoded {len(emb)} vector(s) from {what} ({describe(sampling)}). No reference text, so no BLEU or "
             f"BERTScore; cos is the round trip to each vector.")
@@ -396,7 +422,7 @@ def show_vector(pasted, file_path, names, *sampling):
 
 def _arithmetic_args(a, b, c, names, *sampling):
     texts = [inputs.check_text(t, n) for t, n in ((a, "A"), (b, "B"), (c, "C"))]
-    return texts, pick_decoders(names), inputs.parse_sampling(*sampling)
+    return texts, pick_decoders(names), parse_settings(*sampling)
 
 
 def check_arithmetic(a, b, c, names, *sampling):
@@ -404,10 +430,10 @@ def check_arithmetic(a, b, c, names, *sampling):
 
 
 def show_arithmetic(a, b, c, names, *sampling):
-    texts, names, sampling = _ui("arithmetic", _arithmetic_args, a, b, c, names, *sampling)
+    texts, names, (sampling, budget) = _ui("arithmetic", _arithmetic_args, a, b, c, names, *sampling)
     ea, eb, ec = encode(texts, device=DEVICE)
     target = _ui("arithmetic", inputs.arithmetic, ea, eb, ec)[None]
-    results = decode_and_score(target, names, sampling, [None])
+    results = decode_and_score(target, names, sampling, [None], budget)
     cos = [float(target[0] @ e) for e in (ea, eb, ec)]
     note = (f"Decoded normalise(e(A) - e(B) + e(C)); it has cos {cos[0]:.3f} with A, {cos[1]:.3f} with B and "
             f"{cos[2]:.3f} with C. {describe(sampling)}.")
@@ -418,7 +444,7 @@ def _noise_args(text, size, noise_seed, names, *sampling):
     text = inputs.check_text(text)
     inputs.check_number(size, "noise size", 0.0, inputs.MAX_NOISE)
     inputs.check_number(noise_seed, "noise seed", *inputs.SAMPLING_LIMITS["seed"])
-    return text, pick_decoders(names), inputs.parse_sampling(*sampling)
+    return text, pick_decoders(names), parse_settings(*sampling)
 
 
 def check_noise(text, size, noise_seed, names, *sampling):
@@ -426,10 +452,10 @@ def check_noise(text, size, noise_seed, names, *sampling):
 
 
 def show_noise(text, size, noise_seed, names, *sampling):
-    text, names, sampling = _ui("noise", _noise_args, text, size, noise_seed, names, *sampling)
+    text, names, (sampling, budget) = _ui("noise", _noise_args, text, size, noise_seed, names, *sampling)
     e = encode([text], device=DEVICE)[0]
     noisy, cos = inputs.add_noise(e, size, int(noise_seed))
-    results = decode_and_score(noisy[None], names, sampling, [text])
+    results = decode_and_score(noisy[None], names, sampling, [text], budget)
     note = (f"Decoded e(text) + {float(size):g} x a random unit direction (noise seed {int(noise_seed)}), "
             f"normalised: cos {cos:.3f} with the text's embedding. Scores against the text. {describe(sampling)}.")
     return cards_html(results, [text]), latency_figure(results), note
@@ -438,7 +464,7 @@ def show_noise(text, size, noise_seed, names, *sampling):
 def _sweep_args(a, b, steps, names, *sampling):
     a, b = inputs.check_text(a, "sentence A"), inputs.check_text(b, "sentence B")
     steps = inputs.check_number(steps, "steps", 2, inputs.MAX_STEPS, whole=True)
-    return a, b, steps, pick_decoders(names), inputs.parse_sampling(*sampling)
+    return a, b, steps, pick_decoders(names), parse_settings(*sampling)
 
 
 def check_sweep(a, b, steps, names, *sampling):
@@ -446,11 +472,11 @@ def check_sweep(a, b, steps, names, *sampling):
 
 
 def show_sweep(a, b, steps, names, *sampling):
-    a, b, steps, names, sampling = _ui("interpolate", _sweep_args, a, b, steps, names, *sampling)
+    a, b, steps, names, (sampling, budget) = _ui("interpolate", _sweep_args, a, b, steps, names, *sampling)
     ea, eb = encode([a, b], device=DEVICE)
     alphas, path = _ui("interpolate", inputs.slerp_path, ea, eb, steps)
     refs = [a if t <= 0.5 else b for t in alphas]
-    results = decode_and_score(path, names, sampling, refs)
+    results = decode_and_score(path, names, sampling, refs, budget)
     labels = [f"alpha {t:.2f} (cos {float(p @ ea):.2f} to A, {float(p @ eb):.2f} to B)" for t, p in zip(alphas, path)]
     first = [r for r in results if r["sample"] == 1]
     fig = charts.path_chart({n: ([float(alphas[r["row"]]) for r in first if r["decoder"] == n],
@@ -476,9 +502,11 @@ def _rating_updates(state: dict, names: list[str], outputs: dict[str, str]):
     return ups
 
 
-def _decode_item(state: dict, names: list[str], sampling: Sampling) -> dict[str, str]:
+def _decode_item(state: dict) -> dict[str, str]:
+    """decoder -> the text to rate for the current item (one greedy or seeded sample each)."""
+    sampling, budget = parse_settings(*state["settings"])
     text = state["items"][state["pos"]]
-    results = decode_and_score(encode([text], device=DEVICE), names, sampling, [None])
+    results = decode_and_score(encode([text], device=DEVICE), state["names"], sampling, [None], budget)
     return {r["decoder"]: (r["text"] if r["error"] is None else f"[failed: {r['error']}]")
             for r in results if r["sample"] in (1, None)}
 
@@ -507,7 +535,7 @@ def _review_load_args(reviewer, split, first_n, file_path, names, *sampling):
         from decoders.corpus import load_split
 
         items, name = load_split(split)[:n], f"{split}[:{n}]"
-    return reviewer, items, name, pick_decoders(names), inputs.parse_sampling(*sampling)
+    return reviewer, items, name, pick_decoders(names), parse_settings(*sampling)
 
 
 def check_review_load(*args):
@@ -515,12 +543,14 @@ def check_review_load(*args):
 
 
 def review_load(reviewer, split, first_n, file_path, names, *sampling):
-    reviewer, items, set_name, names, sampling = _ui("review", _review_load_args, reviewer, split, first_n, file_path,
-                                                     names, *sampling)
+    reviewer, items, set_name, names, (sampling, budget) = _ui("review", _review_load_args, reviewer, split, first_n,
+                                                               file_path, names, *sampling)
+    sampling = replace(sampling, num_samples=1)  # one output per decoder to rate
     state = {"reviewer": reviewer, "set": set_name, "items": items, "pos": 0, "names": names,
-             "sampling": describe(sampling), "sampling_args": [sampling.temperature, sampling.top_k, sampling.top_p,
-                                                               sampling.max_new_tokens, 1, sampling.seed]}
-    state["outputs"] = _decode_item(state, names, sampling)
+             "sampling": describe(sampling) + (f"; hybrid budget {budget:g} ms" if budget else ""),
+             "settings": [sampling.temperature, sampling.top_k, sampling.top_p, sampling.max_new_tokens, 1,
+                          sampling.seed, budget]}
+    state["outputs"] = _decode_item(state)
     return [state, _item_md(state), *_rating_updates(state, names, state["outputs"]), review_summary(set_name)]
 
 
@@ -553,7 +583,7 @@ def review_step(state, move: int, save: bool, *values):
     pos = min(max(state["pos"] + move, 0), len(state["items"]) - 1)
     if pos != state["pos"]:
         state = {**state, "pos": pos}
-        state["outputs"] = _decode_item(state, state["names"], inputs.parse_sampling(*state["sampling_args"]))
+        state["outputs"] = _decode_item(state)
     md = _item_md(state)
     if done:
         md = f"All {len(state['items'])} items of **{state['set']}** done; ratings saved. Export below.\n\n" + md
@@ -694,7 +724,9 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
             max_new_tokens = gr.Slider(*lim["max_new_tokens"][:2], value=32, step=1, label="max new tokens (RET: x3 bytes)")
             num_samples = gr.Slider(*lim["num_samples"][:2], value=1, step=1, label="samples per decoder")
             seed = gr.Number(value=0, label=f"seed (0 to {lim['seed'][1]:,})")
-    settings = [names, temperature, top_k, top_p, max_new_tokens, num_samples, seed]
+            budget = gr.Slider(*inputs.HYBRID_BUDGET_MS, value=1500, step=100,
+                               label="hybrid time budget, ms (it returns its best text so far)")
+    settings = [names, temperature, top_k, top_p, max_new_tokens, num_samples, seed, budget]
 
     def wire(trigger, check, show, ins, outs, reveal=None):
         """`check` first (a gr.Error there leaves every output as it was), then `show` on success,
@@ -768,7 +800,7 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
                 f"(`{review.ENV}`, default under the user's data directory) with the reviewer's name, and survive restarts.")
             with gr.Row():
                 reviewer = gr.Textbox(label="Reviewer name", elem_id="reviewer", max_lines=1)
-                split = gr.Dropdown(list(SPLITS), value="test", label="WordNet split")
+                split = gr.Dropdown(list(SPLITS), value="test", label="corpus split (WordNet: dev, test; open: open-*)")
                 first_n = gr.Number(value=5, label=f"first n inputs (up to {inputs.MAX_REVIEW_LINES})", elem_id="review-n")
                 review_file = gr.File(label="...or a text file, one input per line", file_types=[".txt"], type="filepath")
             load_btn = gr.Button("Load and decode the first input", variant="primary", elem_id="review-load")

@@ -35,8 +35,9 @@ def test_only_the_three_named_endpoints_are_exposed(client):
     assert set(api["named_endpoints"]) == {"/decode_text", "/decode_vector", "/interpolate"}
     assert not api["unnamed_endpoints"]
     params = [p["parameter_name"] for p in api["named_endpoints"]["/decode_text"]["parameters"]]
-    assert params == ["text", "decoders", "temperature", "top_k", "top_p", "max_new_tokens", "num_samples", "seed"]
-    assert [p["parameter_has_default"] for p in api["named_endpoints"]["/decode_text"]["parameters"]] == [False] + [True] * 7
+    assert params == ["text", "decoders", "temperature", "top_k", "top_p", "max_new_tokens", "num_samples", "seed",
+                      "hybrid_budget_ms"]
+    assert [p["parameter_has_default"] for p in api["named_endpoints"]["/decode_text"]["parameters"]] == [False] + [True] * 8
 
 
 def test_decode_text_with_only_a_text_uses_the_default_decoders(client):
@@ -69,6 +70,7 @@ BAD = [  # (endpoint, keyword arguments, what the message must say)
     ("/decode_text", dict(text="hi", num_samples=100), r"num_samples must be a whole number in \[1, 8\], got 100"),
     ("/decode_text", dict(text="hi", max_new_tokens=0), r"max_new_tokens must be a whole number in \[1, 63\]"),
     ("/decode_text", dict(text="hi", decoders=["nope"]), "unknown decoder.*'nope'; valid decoders:"),
+    ("/decode_text", dict(text="hi", hybrid_budget_ms=20_000), r"hybrid_budget_ms must be a number in \[100, 10000\]"),
     ("/decode_vector", dict(vector=[]), "vector is empty"),
     ("/decode_vector", dict(vector=[0.0] * 768), "all-zero"),
     ("/decode_vector", dict(vector=[0.1] * 767), "vector has 767 numbers per row; expected 768"),
@@ -96,10 +98,10 @@ def raw_call(url: str, endpoint: str, body: bytes) -> str:
 
 
 @pytest.mark.parametrize("body, message", [
-    (b'{"data": ["caf\\ud800", ["phrase-bank"], 0, 0, 1, 16, 1, 0]}', "invalid character U+D800 at position 3"),
-    (b'{"data": ["hi", ["phrase-bank"], NaN, 0, 1, 16, 1, 0]}', "temperature must be a number in [0, 2], got nan"),
-    (b'{"data": ["hi", ["phrase-bank"], 0, 0, 1, 16, 1, 1e30]}', "seed must be a whole number in [0, 4294967295]"),
-    (b'{"data": ["hi"]}', "didn't receive enough input values (needed: 8, got: 1)"),
+    (b'{"data": ["caf\\ud800", ["phrase-bank"], 0, 0, 1, 16, 1, 0, null]}', "invalid character U+D800 at position 3"),
+    (b'{"data": ["hi", ["phrase-bank"], NaN, 0, 1, 16, 1, 0, null]}', "temperature must be a number in [0, 2], got nan"),
+    (b'{"data": ["hi", ["phrase-bank"], 0, 0, 1, 16, 1, 1e30, null]}', "seed must be a whole number in [0, 4294967295]"),
+    (b'{"data": ["hi"]}', "didn't receive enough input values (needed: 9, got: 1)"),
 ])
 def test_raw_http_errors_carry_the_message_not_null(app_server, body, message):
     stream = raw_call(app_server["url"], "decode_text", body)
@@ -108,7 +110,7 @@ def test_raw_http_errors_carry_the_message_not_null(app_server, body, message):
 
 
 def test_a_good_raw_request_after_the_bad_ones_succeeds(app_server):
-    stream = raw_call(app_server["url"], "decode_text", b'{"data": ["a cat", ["phrase-bank"], 0, 0, 1, 16, 1, 0]}')
+    stream = raw_call(app_server["url"], "decode_text", b'{"data": ["a cat", ["phrase-bank"], 0, 0, 1, 16, 1, 0, null]}')
     assert "event: complete" in stream
     assert json.loads(stream.split("data: ", 1)[1].splitlines()[0])[0][0]["decoder"] == "phrase-bank"
 

@@ -149,6 +149,8 @@ def test_a_file_over_10_mb_is_refused(tmp_path):
     (dict(max_new_tokens=1000), r"max_new_tokens must be a whole number in \[1, 63\]"),
     (dict(decoders=["nope"]), "unknown decoder.*'nope'; valid decoders: phrase-bank"),
     (dict(decoders=[]), "choose at least one decoder"),
+    (dict(hybrid_budget_ms=50), r"hybrid_budget_ms must be a number in \[100, 10000\], got 50"),
+    (dict(hybrid_budget_ms="soon"), "hybrid_budget_ms must be a number"),
 ])
 def test_bad_api_values_raise_a_gradio_error_naming_the_parameter_and_limit(kwargs, message):
     args = dict(text="hello", decoders=["phrase-bank"]) | kwargs
@@ -297,3 +299,22 @@ def test_download_files_older_than_half_an_hour_are_removed(tmp_path, monkeypatc
     fresh = app.export_path("ratings")
     assert fresh.parent == tmp_path and fresh.name.startswith("ratings-") and fresh.suffix == ".csv"
     assert not old.exists() and recent.exists()
+
+
+def test_the_hybrid_budget_reaches_the_hybrid_and_a_trajectory_without_cosines_still_renders(monkeypatch):
+    seen = []
+
+    class Budgeted(Stub):
+        def configured(self, **overrides):
+            seen.append(overrides)
+            return Stub([{"step": 0, "text": "", "cos": None}, *TRAJECTORY[1:]])
+
+    real = app.get_decoder
+    monkeypatch.setattr(app, "get_decoder", lambda name, device="cpu": Budgeted() if name == "hybrid" else real(name, device))
+    rows = app.decode_text(SENTENCE, decoders=["hybrid", "phrase-bank"], hybrid_budget_ms=400)
+    assert seen == [{"budget_ms": 400.0}]  # only the hybrid is reconfigured
+    html, _, _ = app.show_compare(SENTENCE, ["hybrid"], *SAMPLING, 700)
+    assert seen[-1] == {"budget_ms": 700.0}
+    assert len(re.search(r'points="([^"]+)"', html).group(1).split()) == 2  # the step without a cosine is not drawn
+    assert re.findall(r"<li>(.*?)</li>", html)[0].endswith("(empty)")
+    assert rows[0]["trajectory"][0]["cos"] is None
