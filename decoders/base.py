@@ -52,21 +52,31 @@ class Decoded:
 
 
 def validate_embeddings(embeddings, dim: int = EMBED_DIM) -> torch.Tensor:
-    """Return `embeddings` as a float32 tensor [N, dim], or raise ValueError naming the problem.
+    """Return `embeddings` as unit-length float32 rows [N, dim], or raise ValueError naming the problem.
 
-    Accepts a tensor, a numpy array or nested lists. A single vector [dim] becomes [1, dim].
-    Rows are L2-normalised (the encoder's outputs are unit length; a raw vector from
-    elsewhere is put on the same sphere).
+    Accepts a tensor, a numpy array or nested lists of real numbers. A single vector [dim]
+    becomes [1, dim]. Rows are L2-normalised (the encoder's outputs are unit length; a raw
+    vector from elsewhere is put on the same sphere). The check and the normalisation run in
+    float64 on rows rescaled by their largest entry, so only the direction counts: a row of
+    1e38 or of 1e-30 is decoded like any other, and only a row of exact zeros is "all-zero".
     """
     if embeddings is None:
         raise ValueError("embeddings is None; expected an array of shape [N, 768]")
     if isinstance(embeddings, torch.Tensor):
-        x = embeddings.detach().to("cpu", torch.float32)
+        if embeddings.is_complex():
+            raise ValueError("embeddings are complex numbers; expected real numbers")
+        x = embeddings.detach().to("cpu", torch.float64)
     else:
         try:
-            x = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+            arr = np.asarray(embeddings)
         except (TypeError, ValueError) as e:
             raise ValueError(f"embeddings could not be read as a float array: {e}") from None
+        if np.iscomplexobj(arr):
+            raise ValueError("embeddings are complex numbers; expected real numbers")
+        try:
+            x = torch.from_numpy(np.array(arr, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"embeddings could not be read as a (real) float array: {e}") from None
     if x.ndim == 1:
         x = x.unsqueeze(0)
     if x.ndim != 2:
@@ -79,11 +89,13 @@ def validate_embeddings(embeddings, dim: int = EMBED_DIM) -> torch.Tensor:
     if bad.any():
         rows = bad.nonzero().flatten().tolist()
         raise ValueError(f"embeddings contain NaN or inf in row(s) {rows[:10]}")
-    norms = x.norm(dim=1)
-    if (norms < 1e-8).any():
-        rows = (norms < 1e-8).nonzero().flatten().tolist()
+    scale = x.abs().amax(dim=1, keepdim=True)
+    zero = scale.squeeze(1) == 0
+    if zero.any():
+        rows = zero.nonzero().flatten().tolist()
         raise ValueError(f"embeddings contain all-zero vector(s) in row(s) {rows[:10]}; a zero vector has no direction to decode")
-    return x / norms.unsqueeze(1)
+    x = x / scale  # largest entry 1: the norm below neither overflows nor underflows
+    return (x / x.norm(dim=1, keepdim=True)).to(torch.float32)
 
 
 class Decoder:
