@@ -8,8 +8,10 @@ Each input text is embedded with all-mpnet-base-v2 (here, by this command), ever
 turns the embedding back into text (batches of --batch-size, one candidate per input), and the
 output is scored against the input. Then each decoder is timed; the encoder is timed apart.
 
-Inputs: --split test|dev (WordNet corpus, corpus order) or --input FILE (one text per line,
-blank lines skipped); --limit N keeps the first N. --decoders all measures every registered
+Inputs: --split test|dev (WordNet, usage examples first), open-test|open-dev (the nine open
+sources) or train, in corpus order; --kind keeps one sub-source (e.g. --split test --kind gloss,
+or --split open-test --source-name brown); or --input FILE (one text per line, blank lines
+skipped; assets/eval/everyday.txt is a set outside every source); --limit N keeps the first N. --decoders all measures every registered
 decoder, --decoders default the ones the app shows by default; both skip, with the reason on
 stderr and in env.json, one that cannot be loaded; a decoder named explicitly that cannot be
 loaded stops the run (exit 1). Bad arguments (unknown
@@ -73,7 +75,7 @@ import transformers
 from tqdm import tqdm
 
 from decoders import Sampling, available_decoders, check_decoder_names, default_decoders, get_decoder
-from decoders.corpus import load_split
+from decoders.corpus import SPLITS, load_rows
 from decoders.encoder import MINILM, MPNET, check_texts, encode, load_encoder
 from eval import latency as lat
 from eval import metrics as m
@@ -114,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--decoders", default="all", help="'all', 'default' or a comma list of registry names")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--split", choices=("test", "dev"), default=None, help="corpus split (default: test)")
+    src.add_argument("--split", choices=SPLITS, default=None, help="corpus split (default: test)")
     src.add_argument("--input", type=Path, default=None, help="a text file, one input text per line")
+    p.add_argument("--kind", default=None, help="with --split: keep rows of this kind (WordNet: example or gloss)")
+    p.add_argument("--source-name", default=None, help="with --split: keep rows of this source (e.g. brown)")
     p.add_argument("--limit", type=positive_int, default=None, help="keep the first N inputs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -148,7 +152,13 @@ def read_inputs(args, parser) -> tuple[list[str], str]:
         source = path.name
     else:
         split = args.split or "test"
-        texts, source = load_split(split), split
+        rows = load_rows(split, [args.source_name] if args.source_name else None)
+        if args.kind:
+            rows = [r for r in rows if r.kind == args.kind]
+        texts = [r.text for r in rows]
+        source = split + "".join(f"/{v}" for v in (args.source_name, args.kind) if v)
+        if not texts:
+            parser.error(f"--split {split} holds no rows of source {args.source_name!r} and kind {args.kind!r}")
     if args.limit is not None:
         texts = texts[: args.limit]
         source += f"[:{args.limit}]"
