@@ -12,18 +12,18 @@ from tools.phrase_bank import MAX_BANK_MB
 
 
 def test_returns_a_bank_phrase_given_its_own_embedding(bank, embed):
-    texts = load_split("train")
-    picks = [texts[i] for i in (0, 1234, 56789, 150000)]
+    picks = [bank.texts[i] for i in (0, 1234, 56789, 150000, bank.n_phrases - 1)]   # WordNet and open rows
     out = bank.decode(embed(picks), Sampling())
     assert [o[0].text for o in out] == picks
     assert all(o[0].score > 0.9 for o in out)
 
 
-def test_dev_texts_do_not_come_back_verbatim(bank, embed):
-    dev = load_split("dev")[:64]
+@pytest.mark.parametrize("split", ["dev", "open-dev"])
+def test_dev_texts_do_not_come_back_verbatim(bank, embed, split):
+    dev = load_split(split)[:64]
     out = bank.decode(embed(dev), Sampling(num_samples=3))
     assert not any(d.text.lower() == t.lower() for row, t in zip(out, dev) for d in row)
-    assert not {t.lower() for t in dev} & {t.lower() for t in bank.texts}
+    assert not {t.lower() for t in load_split(split)} & {t.lower() for t in bank.texts}
 
 
 def test_same_seed_same_samples_drawn_without_replacement(bank, embed):
@@ -52,7 +52,9 @@ def test_greedy_samples_are_the_nearest_phrases_with_descending_cosines(bank, em
 
 def test_committed_bank_is_small_and_reports_its_size(bank):
     assert bank.num_parameters == 0
-    assert bank.n_phrases == len(load_split("train")) == bank.cfg.n_phrases
+    assert bank.n_phrases == len(bank.texts) == bank.cfg.n_phrases
+    train = load_split("train")
+    assert set(bank.texts) <= set(train) and bank.texts[:164_573] == train[:164_573]   # all of WordNet, then open rows
     assert 0 < bank.bank_bytes <= MAX_BANK_MB * 1e6
 
 
