@@ -203,3 +203,19 @@ def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[Genera
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> GenerativeDecoder:
     model, tokenizer = load_model(directory, device)
     return GenerativeDecoder(model, tokenizer, device)
+
+
+LARGE_TRAIN_COMMAND = ("python -m training generative --out assets/generative-l --model-config "
+                       "assets/generative-l/config.json --tokenizer assets/generative-l/tokenizer.json "
+                       "--wordnet-weight 2 --device cuda (the full command is in training/RECIPES.md)")
+
+
+def load_large(device: str = "cpu", directory: Path = LARGE_DIR) -> GenerativeDecoder:
+    """`generative-l`: the same model at 20-40M parameters (the reference point and the distillation
+    teacher). FileNotFoundError naming the training command while its weights are not there."""
+    if not (Path(directory) / checkpoint.WEIGHTS).exists():
+        raise FileNotFoundError(f"generative-l has no weights yet ({Path(directory) / checkpoint.WEIGHTS}); "
+                                f"train them with `{LARGE_TRAIN_COMMAND}`")
+    dec = load(device, directory)
+    dec.name = "generative-l"
+    return dec

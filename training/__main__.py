@@ -8,6 +8,7 @@
     python -m training params generative --set conditioning=adaln n_prefix=0 --fit ffn_hidden --target 1934595
     python -m training tokenizer --vocab 4096 --out assets/tokenizers/bpe-4096  # BPE on the train split
     python -m training pack --bytes 64 --out gpu/train_pq64.npz                 # train embeddings for a GPU
+    python -m training export runs/generative-l --out assets/generative-l --dtype bfloat16  # weights to ship
 
 Every training flag is a field of training.config.TrainConfig, saved as OUT/train_args.json.
 Dev scores are eval.metrics' (corpus BLEU, exact match, round-trip cosine; empty outputs
@@ -28,7 +29,7 @@ import torch
 from .config import KINDS, TrainConfig, add_arguments, from_args, parse_key_values
 from .trainer import score, train
 
-SUBCOMMANDS = ("score", "params", "tokenizer", "pack")
+SUBCOMMANDS = ("score", "params", "tokenizer", "pack", "export")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -120,11 +121,36 @@ def main_pack(argv: list[str]) -> int:
     return 0
 
 
+def main_export(argv: list[str]) -> int:
+    import shutil
+
+    from decoders import checkpoint
+
+    from .trainer import MODELS
+    p = argparse.ArgumentParser(prog="python -m training export", description=(
+        "copy a checkpoint's config, tokenizer and weights (in --dtype), plus its train_log.jsonl and "
+        "train_args.json, without the optimizer state: what is shipped for a large model"))
+    p.add_argument("source", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    a = p.parse_args(argv)
+    kind = checkpoint.read_config(a.source)["kind"]
+    model, tok = checkpoint.load(a.source, kind, *MODELS[kind])
+    checkpoint.save(a.out, model, tok, kind, dtype=getattr(torch, a.dtype))
+    for name in ("train_log.jsonl", "train_args.json"):
+        if (a.source / name).exists() and a.source.resolve() != a.out.resolve():
+            shutil.copy(a.source / name, a.out / name)
+    size = (a.out / checkpoint.WEIGHTS).stat().st_size
+    print(json.dumps({"out": str(a.out), "kind": kind, "params": model.num_parameters(), "dtype": a.dtype,
+                      "weights_mb": round(size / 2**20, 1)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SUBCOMMANDS:
         return {"score": main_score, "params": main_params, "tokenizer": main_tokenizer,
-                "pack": main_pack}[argv[0]](argv[1:])
+                "pack": main_pack, "export": main_export}[argv[0]](argv[1:])
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
