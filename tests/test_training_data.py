@@ -1,6 +1,5 @@
 """Training data v2: row selection (data fraction, WordNet weight), distillation examples, epochs,
 the PQ pack, model configs from files and fixed tokenizers, parameter fitting. Tiny data, CPU only."""
-import csv
 import json
 
 import numpy as np
@@ -68,10 +67,11 @@ def test_an_epoch_holds_whole_weights_as_copies_and_fractions_as_coin_flips():
 
 def test_distillation_file_is_read_by_reference_text(tmp_path):
     path = tmp_path / "kd.tsv"
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n")
-        w.writerows([KD_COLUMNS, [0, -0.5, "a dog barked", "the dog barked"], [3, -0.9, "it rained", "rain fell"]])
-    assert read_kd(path) == {"a dog barked": "the dog barked", "it rained": "rain fell"}
+    path.write_text("\t".join(KD_COLUMNS) + '\n0\t-0.5\ta "dog" barked\tthe dog barked\n3\t-0.9\tit rained\t\n')
+    assert read_kd(path) == {'a "dog" barked': "the dog barked", "it rained": ""}
+    (tmp_path / "short.tsv").write_text("\t".join(KD_COLUMNS) + "\n0\t-0.5\tno output field\n")
+    with pytest.raises(ValueError, match="line 2 has 3 fields, expected 4"):
+        read_kd(tmp_path / "short.tsv")
     (tmp_path / "bad.tsv").write_text("row\tout\n")
     with pytest.raises(ValueError, match="header"):
         read_kd(tmp_path / "bad.tsv")

@@ -10,7 +10,6 @@ is the number of copies of the example per epoch (a fraction is a per-epoch coin
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 from dataclasses import dataclass
@@ -61,17 +60,26 @@ def select_rows(rows: list[Row], data_fraction: float = 1.0, limit: int | None =
 
 # --------------------------------------------------------------------------- distillation file
 
-def read_kd(path: Path) -> dict[str, str]:
-    """reference text -> teacher output, from a file written by `python -m tools.distill`."""
+def read_kd_records(path: Path) -> list[list[str]]:
+    """The records of a distillation file (tab-separated, no quoting: no field holds a tab or a line
+    break), each [row, score, reference, output]."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; write it with `python -m tools.distill --out {path}`")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header != KD_COLUMNS:
-            raise ValueError(f"{path}: header {header}, expected {KD_COLUMNS}")
-        return {rec[2]: rec[3] for rec in reader}
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines[0].split("\t") != KD_COLUMNS:
+        raise ValueError(f"{path}: header {lines[0].split(chr(9))}, expected {KD_COLUMNS}")
+    records = [line.split("\t") for line in lines[1:] if line]
+    bad = next((i for i, r in enumerate(records) if len(r) != len(KD_COLUMNS)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: line {bad + 2} has {len(records[bad])} fields, expected {len(KD_COLUMNS)}")
+    return records
+
+
+def read_kd(path: Path) -> dict[str, str]:
+    """reference text -> teacher output, from a file written by `python -m tools.distill`."""
+    return {rec[2]: rec[3] for rec in read_kd_records(path)}
 
 
 # --------------------------------------------------------------------------- examples
