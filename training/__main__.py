@@ -9,6 +9,7 @@
     python -m training tokenizer --vocab 4096 --out assets/tokenizers/bpe-4096  # BPE on the train split
     python -m training pack --bytes 64 --out gpu/train_pq64.npz                 # train embeddings for a GPU
     python -m training export runs/generative-l --out assets/generative-l --dtype bfloat16  # weights to ship
+    python -m training roundtrip --init assets/generative --out runs/generative-rt --steps 300  # SCST fine-tune
 
 Every training flag is a field of training.config.TrainConfig, saved as OUT/train_args.json.
 Dev scores are eval.metrics' (corpus BLEU, exact match, round-trip cosine; empty outputs
@@ -29,7 +30,7 @@ import torch
 from .config import KINDS, TrainConfig, add_arguments, from_args, parse_key_values
 from .trainer import score, train
 
-SUBCOMMANDS = ("score", "params", "tokenizer", "pack", "export")
+SUBCOMMANDS = ("score", "params", "tokenizer", "pack", "export", "roundtrip")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -146,11 +147,16 @@ def main_export(argv: list[str]) -> int:
     return 0
 
 
+def main_roundtrip(argv: list[str]) -> int:
+    from .roundtrip import main as roundtrip_main
+    return roundtrip_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SUBCOMMANDS:
         return {"score": main_score, "params": main_params, "tokenizer": main_tokenizer,
-                "pack": main_pack, "export": main_export}[argv[0]](argv[1:])
+                "pack": main_pack, "export": main_export, "roundtrip": main_roundtrip}[argv[0]](argv[1:])
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
