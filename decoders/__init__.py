@@ -27,6 +27,8 @@ DECODERS: dict[str, DecoderSpec] = {
     "ret": DecoderSpec("decoders.ret:load", True, "byte-level transformer, one shared block looped"),
     "ret-int8": DecoderSpec("decoders.ret:load_int8", False, "ret with dynamically quantised int8 linear layers"),
     "hybrid": DecoderSpec("decoders.hybrid:load", True, "candidates re-encoded by the encoder, corrected with its feedback"),
+    "generative-l": DecoderSpec("decoders.generative:load_large", False,
+                                "the generative decoder at 27M parameters: reference point and distillation teacher"),
 }
 
 

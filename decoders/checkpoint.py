@@ -1,7 +1,8 @@
 """One checkpoint format for the token decoders: a folder with
 
     config.json         {"kind": "generative" | "ret", ...the model's config dataclass fields}
-    model.safetensors   the weights (tied weights stored once)
+    model.safetensors   the weights (tied weights stored once; float32, or bfloat16 for a large model,
+                        loaded into a float32 model either way)
     tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none)
 
 `load` rebuilds the config (unknown or missing keys are an error), checks that the
@@ -10,10 +11,12 @@ Training state (optimizer, step) lives beside them in train_state.pt, written by
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
@@ -22,11 +25,12 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 
 
-def save(directory: Path, model: nn.Module, tokenizer, kind: str) -> None:
-    """Write config.json (with `kind`), model.safetensors and the tokenizer's files into `directory`."""
+def save(directory: Path, model: nn.Module, tokenizer, kind: str, dtype: torch.dtype | None = None) -> None:
+    """Write config.json (with `kind`), model.safetensors (in `dtype`, default the model's) and the
+    tokenizer's files into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    st_save_model(model, str(directory / WEIGHTS))
+    st_save_model(copy.deepcopy(model).to(dtype) if dtype is not None else model, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps({"kind": kind, **asdict(model.cfg)}, indent=2) + "\n")
     tokenizer.save(directory)
 
@@ -70,6 +74,8 @@ def load(directory: Path, kind: str, config_cls, model_cls, tokenizer_cls, devic
     cfg = config_from_dict(config_cls, {k: v for k, v in data.items() if k != "kind"}, str(directory / CONFIG))
     tokenizer = tokenizer_cls.load(directory)
     check_tokenizer(tokenizer, cfg, f"the tokenizer in {directory}")
+    if not (directory / WEIGHTS).exists():
+        raise FileNotFoundError(f"no weights in {directory} (no {WEIGHTS}): train them with `python -m training`")
     model = model_cls(cfg)
     st_load_model(model, str(directory / WEIGHTS), device=str(device))
     return model.to(device).eval(), tokenizer

@@ -4,9 +4,13 @@ Pre-norm blocks with RMSNorm, rotary position embeddings (RoPE) and a gated
 feed-forward (SwiGLU by default), tied input/output embeddings, a small byte-level
 BPE vocabulary. The embedding enters through `EmbeddingToTextBridge`: an MLP that
 maps it to `n_prefix` vectors placed before the text, and optionally a per-layer
-signal added to the residual stream at every block.
+signal added to the residual stream at every block (`conditioning="prefix"`); or,
+with `conditioning="adaln"` / `"adaln+prefix"`, the bridge's hidden vector shifts,
+scales and gates every block's branches (adaLN-Zero, see decoders/transformer.py).
 
     sequence:  [p_1 .. p_k] <bos> t_1 .. t_n      ->  predicts  t_1 .. t_n <eos>
+
+`generative-l` is this model with a larger config (assets/generative-l/config.json).
 
 The parts are in `decoders/transformer.py`; the checkpoint format in `decoders/checkpoint.py`.
 """
@@ -21,10 +25,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, generate, init_weights, precompute_rope
+from .transformer import (GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, check_conditioning, generate,
+                          init_weights, precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "generative"
+LARGE_DIR = ROOT / "assets" / "generative-l"
 KIND = "generative"  # config.json "kind"
 
 
@@ -38,9 +44,10 @@ class Config:
     gate: str = "swiglu"          # swiglu | geglu | glu | pagated
     pa_alpha: float = 0.5         # pagated only: 0 = linear unit, 1 = plain gated unit
     pa_learn_alpha: bool = True   # pagated only: learn alpha (per layer) or keep it fixed
-    n_prefix: int = 4             # k: prefix vectors made from the embedding
-    bridge_hidden: int = 256
+    n_prefix: int = 4             # k: prefix vectors made from the embedding (0 with conditioning "adaln")
+    bridge_hidden: int = 256      # the bridge's hidden vector; adaLN reads it
     bridge_per_layer: bool = False  # also add an embedding signal at every block
+    conditioning: str = "prefix"  # prefix | adaln | adaln+prefix (decoders/transformer.py)
     max_len: int = 64             # text tokens, <bos> included
     embed_dim: int = EMBED_DIM
     rope_theta: float = 10000.0
@@ -56,21 +63,25 @@ class Config:
             raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size (RoPE)")
         if not 0.0 <= self.pa_alpha <= 1.0:
             raise ValueError(f"pa_alpha must be in [0, 1], got {self.pa_alpha}")
+        check_conditioning(self.conditioning, self.n_prefix)
 
 
 class GenerativeDecoderModel(nn.Module):
     """Token model. `forward(tokens, emb=..., cache=...)` returns logits for the token positions.
 
     With `emb`, the sequence starts with the bridge's prefix; with a cache, later calls
-    continue where the last one stopped (the cache remembers the per-layer signals).
+    continue where the last one stopped (the cache remembers the per-layer signals and the
+    adaLN conditioning vector, as `cache.signals = (signals, cond)`).
     """
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
+        self.adaln = cfg.conditioning.startswith("adaln")
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(
-            Block(cfg.d_model, cfg.n_heads, cfg.ffn_hidden, cfg.gate, cfg.dropout, cfg.pa_alpha, cfg.pa_learn_alpha)
+            Block(cfg.d_model, cfg.n_heads, cfg.ffn_hidden, cfg.gate, cfg.dropout, cfg.pa_alpha, cfg.pa_learn_alpha,
+                  adaln_dim=cfg.bridge_hidden if self.adaln else 0)
             for _ in range(cfg.n_layers))
         self.bridge = EmbeddingToTextBridge(cfg.embed_dim, cfg.bridge_hidden, cfg.n_prefix, cfg.d_model,
                                             n_signals=cfg.n_layers if cfg.bridge_per_layer else 0)
@@ -90,21 +101,26 @@ class GenerativeDecoderModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
         x = self.tok_emb(tokens)
-        signals = cache.signals if cache is not None else None
+        signals, cond = cache.signals if cache is not None and cache.signals is not None else (None, None)
         n_prefix = 0
         if emb is not None:
-            prefix, signals = self.bridge(emb.to(x.dtype))
-            x = torch.cat([prefix.to(x.dtype), x], dim=1)
-            n_prefix = prefix.shape[1]
+            h = self.bridge.hidden(emb.to(x.dtype))
+            prefix, signals = self.bridge.project(h)
+            cond = h if self.adaln else None
+            if prefix is not None:
+                x = torch.cat([prefix.to(x.dtype), x], dim=1)
+                n_prefix = prefix.shape[1]
             if cache is not None:
-                cache.signals = signals
+                cache.signals = (signals, cond)
+        elif self.adaln and cond is None:
+            raise ValueError("an adaLN-conditioned model needs `emb` on its first call")
         start = cache.pos if cache is not None else 0
         T = x.shape[1]
         cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
         for i, block in enumerate(self.blocks):
             if signals is not None:
                 x = x + signals[i].to(x.dtype)
-            x = block(x, cos, sin, cache, i)
+            x = block(x, cos, sin, cache, i, cond)
         if cache is not None:
             cache.pos = start + T
         return self.lm_head(self.norm(x[:, n_prefix:]))
@@ -187,3 +203,19 @@ def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[Genera
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> GenerativeDecoder:
     model, tokenizer = load_model(directory, device)
     return GenerativeDecoder(model, tokenizer, device)
+
+
+LARGE_TRAIN_COMMAND = ("python -m training generative --out assets/generative-l --model-config "
+                       "assets/generative-l/config.json --tokenizer assets/generative-l/tokenizer.json "
+                       "--wordnet-weight 2 --device cuda (the full command is in training/RECIPES.md)")
+
+
+def load_large(device: str = "cpu", directory: Path = LARGE_DIR) -> GenerativeDecoder:
+    """`generative-l`: the same model at 20-40M parameters (the reference point and the distillation
+    teacher). FileNotFoundError naming the training command while its weights are not there."""
+    if not (Path(directory) / checkpoint.WEIGHTS).exists():
+        raise FileNotFoundError(f"generative-l has no weights yet ({Path(directory) / checkpoint.WEIGHTS}); "
+                                f"train them with `{LARGE_TRAIN_COMMAND}`")
+    dec = load(device, directory)
+    dec.name = "generative-l"
+    return dec

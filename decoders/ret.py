@@ -2,8 +2,9 @@
 
 No tokenizer: the vocabulary is the 256 byte values plus <pad>, <bos>, <eos>. One
 transformer block is applied `n_loops` times with the same weights, embeddings are
-tied, and the 768-d input enters through an `EmbeddingToTextBridge` (prefix vectors
-only). `ret-int8` is the same checkpoint with its linear layers dynamically quantised
+tied, and the 768-d input enters through an `EmbeddingToTextBridge`: prefix vectors
+(`conditioning="prefix"`), adaLN-Zero modulation of the shared block from the bridge's
+hidden vector (`"adaln"`, the same modulation at every loop), or both. `ret-int8` is the same checkpoint with its linear layers dynamically quantised
 to int8. The parts are in `decoders/transformer.py`; the checkpoint format in
 `decoders/checkpoint.py`.
 
@@ -20,7 +21,8 @@ from torch.ao.quantization import quantize_dynamic
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import Block, EmbeddingToTextBridge, KVCache, RMSNorm, generate, init_weights, precompute_rope
+from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, check_conditioning, generate, init_weights,
+                          precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
@@ -35,8 +37,9 @@ class RETConfig:
     n_heads: int = 2
     ffn_hidden: int = 256         # SwiGLU hidden size
     n_loops: int = 4              # times the one shared block is applied
-    n_prefix: int = 4             # prefix vectors made from the embedding
-    bridge_hidden: int = 128
+    n_prefix: int = 4             # prefix vectors made from the embedding (0 with conditioning "adaln")
+    bridge_hidden: int = 128      # the bridge's hidden vector; adaLN reads it
+    conditioning: str = "prefix"  # prefix | adaln | adaln+prefix (decoders/transformer.py)
     max_len: int = 128            # bytes, <bos> included
     bytes_per_token: int = 3      # Sampling.max_new_tokens is read as max_new_tokens * 3 bytes
     embed_dim: int = EMBED_DIM
@@ -53,6 +56,7 @@ class RETConfig:
             raise ValueError(f"d_model {self.d_model} must split into {self.n_heads} heads of even size (RoPE)")
         if self.n_loops < 1:
             raise ValueError(f"n_loops must be >= 1, got {self.n_loops}")
+        check_conditioning(self.conditioning, self.n_prefix)
 
 
 class RET(nn.Module):
@@ -62,8 +66,10 @@ class RET(nn.Module):
     def __init__(self, cfg: RETConfig):
         super().__init__()
         self.cfg = cfg
+        self.adaln = cfg.conditioning.startswith("adaln")
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.block = Block(cfg.d_model, cfg.n_heads, cfg.ffn_hidden, "swiglu", cfg.dropout)
+        self.block = Block(cfg.d_model, cfg.n_heads, cfg.ffn_hidden, "swiglu", cfg.dropout,
+                           adaln_dim=cfg.bridge_hidden if self.adaln else 0)
         self.bridge = EmbeddingToTextBridge(cfg.embed_dim, cfg.bridge_hidden, cfg.n_prefix, cfg.d_model)
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -81,16 +87,24 @@ class RET(nn.Module):
 
     def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
         x = self.tok_emb(tokens)
+        cond = cache.signals if cache is not None else None  # the adaLN vector of the first call
         n_prefix = 0
         if emb is not None:
-            prefix, _ = self.bridge(emb.to(x.dtype))
-            x = torch.cat([prefix.to(x.dtype), x], dim=1)
-            n_prefix = prefix.shape[1]
+            h = self.bridge.hidden(emb.to(x.dtype))
+            prefix, _ = self.bridge.project(h)
+            cond = h if self.adaln else None
+            if prefix is not None:
+                x = torch.cat([prefix.to(x.dtype), x], dim=1)
+                n_prefix = prefix.shape[1]
+            if cache is not None:
+                cache.signals = cond
+        elif self.adaln and cond is None:
+            raise ValueError("an adaLN-conditioned model needs `emb` on its first call")
         start = cache.pos if cache is not None else 0
         T = x.shape[1]
         cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
         for i in range(self.cfg.n_loops):
-            x = self.block(x, cos, sin, cache, i)
+            x = self.block(x, cos, sin, cache, i, cond)
         if cache is not None:
             cache.pos = start + T
         return self.lm_head(self.norm(x[:, n_prefix:]))

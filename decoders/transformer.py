@@ -1,9 +1,16 @@
 """Transformer parts shared by the token decoders (generative, RET), and their generation loop.
 
     RMSNorm, precompute_rope / apply_rotary_emb, GatedFeedForward (SwiGLU, GeGLU, GLU, paGated),
-    Attention (with a KV cache), Block (pre-norm attention + gated FFN),
-    EmbeddingToTextBridge (768-d embedding -> prefix vectors, optional per-layer signals),
-    KVCache, generate (batched sampling with the cache).
+    Attention (with a KV cache), Block (pre-norm attention + gated FFN, optionally adaLN-Zero
+    modulated by a conditioning vector), EmbeddingToTextBridge (768-d embedding -> hidden vector,
+    prefix vectors, optional per-layer signals), KVCache, generate (batched sampling with the
+    cache), beam_search (batched beam search with the cache).
+
+How the embedding reaches the blocks (`conditioning` in the model configs):
+    prefix        k prefix vectors before the text (+ optional per-layer signals): the round-1 bridge
+    adaln         no prefix: every block's attention and FFN branches are shifted, scaled and gated
+                  from the bridge's hidden vector (adaLN-Zero, Peebles & Xie 2023, "DiT")
+    adaln+prefix  both
 
 A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 `forward(tokens, emb=None, cache=None) -> logits [B, T, V]` for the token positions: with
@@ -20,6 +27,17 @@ from .base import Sampling
 from .sampling import make_generator, sample_next_token
 
 GATES = ("swiglu", "geglu", "glu", "pagated")
+CONDITIONINGS = ("prefix", "adaln", "adaln+prefix")
+
+
+def check_conditioning(conditioning: str, n_prefix: int) -> None:
+    """ValueError unless `conditioning` is known and `n_prefix` fits it (adaln: 0; with a prefix: >= 1)."""
+    if conditioning not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {conditioning!r}; valid: {', '.join(CONDITIONINGS)}")
+    if conditioning == "adaln" and n_prefix != 0:
+        raise ValueError(f"conditioning 'adaln' has no prefix: set n_prefix=0 (got {n_prefix}), or use 'adaln+prefix'")
+    if conditioning != "adaln" and n_prefix < 1:
+        raise ValueError(f"conditioning {conditioning!r} needs n_prefix >= 1, got {n_prefix}")
 
 
 class RMSNorm(nn.Module):
@@ -144,55 +162,95 @@ class GatedFeedForward(nn.Module):
         return self.down_proj(self.up_proj(x) * g)
 
 
+class AdaLNModulation(nn.Module):
+    """adaLN-Zero: a conditioning vector c [B, cond_dim] -> (shift, scale, gate) for a block's attention
+    branch and for its FFN branch, six [B, 1, d] tensors. The projection starts at zero (`init_weights`
+    zeroes it), so every gate starts at 0 and the block starts as the identity (DiT's adaLN-Zero)."""
+
+    def __init__(self, cond_dim: int, d_model: int):
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, 6 * d_model)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.proj(cond)[:, None, :].chunk(6, dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
 class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)), then x + ffn(norm(x)); dropout on both residual branches.
 
     `slot` picks the block application's entry in the KV cache (a shared block applied n times
-    uses slots 0 .. n-1).
+    uses slots 0 .. n-1). With `adaln_dim` > 0 the block is modulated by a conditioning vector
+    `cond` [B, adaln_dim] (adaLN-Zero): x + gate * attn(norm(x) * (1 + scale) + shift), the same
+    for the FFN branch, each shift/scale/gate a function of `cond`.
     """
 
     def __init__(self, d_model: int, n_heads: int, ffn_hidden: int, gate: str = "swiglu", dropout: float = 0.0,
-                 pa_alpha: float = 0.5, pa_learn_alpha: bool = True):
+                 pa_alpha: float = 0.5, pa_learn_alpha: bool = True, adaln_dim: int = 0):
         super().__init__()
         self.attn_norm = RMSNorm(d_model)
         self.attn = Attention(d_model, n_heads, dropout)
         self.ffn_norm = RMSNorm(d_model)
         self.ffn = GatedFeedForward(d_model, ffn_hidden, gate, pa_alpha, pa_learn_alpha)
         self.drop = nn.Dropout(dropout)  # residual-branch dropout (training only)
+        self.modulation = AdaLNModulation(adaln_dim, d_model) if adaln_dim else None
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0, cond: torch.Tensor | None = None):
+        if self.modulation is not None:
+            return self._forward_adaln(x, cos, sin, cache, slot, cond)
         x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache, slot))
         return x + self.drop(self.ffn(self.ffn_norm(x)))
 
+    def _forward_adaln(self, x, cos, sin, cache, slot, cond):
+        if cond is None:
+            raise ValueError("this block is adaLN-modulated: pass its conditioning vector `cond`")
+        shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (m.to(x.dtype) for m in self.modulation(cond))
+        x = x + gate_a * self.drop(self.attn(modulate(self.attn_norm(x), shift_a, scale_a), cos, sin, cache, slot))
+        return x + gate_f * self.drop(self.ffn(modulate(self.ffn_norm(x), shift_f, scale_f)))
+
 
 class EmbeddingToTextBridge(nn.Module):
-    """768-d embedding -> `n_prefix` vectors [B, k, d] placed before the text, and with
-    `n_signals` > 0 one vector per layer [n_signals, B, 1, d] added to the residual stream."""
+    """768-d embedding -> hidden vector h = gelu(inp(emb)) [B, hidden] (`hidden`), and from h
+    (`project`) `n_prefix` vectors [B, k, d] placed before the text (None when n_prefix is 0) and,
+    with `n_signals` > 0, one vector per layer [n_signals, B, 1, d] added to the residual stream.
+    adaLN-modulated blocks read h itself. `forward(emb)` = `project(hidden(emb))`."""
 
     def __init__(self, embed_dim: int, hidden: int, n_prefix: int, d_model: int, n_signals: int = 0):
         super().__init__()
         self.n_prefix, self.d_model, self.n_signals = n_prefix, d_model, n_signals
         self.inp = nn.Linear(embed_dim, hidden)
-        self.prefix = nn.Linear(hidden, n_prefix * d_model)
+        self.prefix = nn.Linear(hidden, n_prefix * d_model) if n_prefix else None
         self.layer_signal = nn.Linear(hidden, n_signals * d_model, bias=False) if n_signals else None
 
-    def forward(self, emb):
-        h = F.gelu(self.inp(emb))
-        prefix = self.prefix(h).view(-1, self.n_prefix, self.d_model)
+    def hidden(self, emb):
+        return F.gelu(self.inp(emb))
+
+    def project(self, h):
+        prefix = self.prefix(h).view(-1, self.n_prefix, self.d_model) if self.prefix is not None else None
         if self.layer_signal is None:
             return prefix, None
         signals = self.layer_signal(h).view(-1, self.n_signals, 1, self.d_model).transpose(0, 1)
         return prefix, signals
 
+    def forward(self, emb):
+        return self.project(self.hidden(emb))
+
 
 def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for linear and embedding weights, zero biases (use with `model.apply`)."""
+    """N(0, 0.02) for linear and embedding weights, zero biases, zero adaLN modulations (use with
+    `model.apply`, which visits a module after its children, so the zeros win)."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, std=0.02)
+    elif isinstance(module, AdaLNModulation):
+        nn.init.zeros_(module.proj.weight)
+        nn.init.zeros_(module.proj.bias)
 
 
 @torch.no_grad()
@@ -236,3 +294,82 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
     scores = (logp_sum / length.clamp(min=1)).tolist()
     return seqs, scores
+
+
+def _reorder_cache(cache: KVCache, index: torch.Tensor) -> None:
+    """Keep cache rows `index` (beam search: each new beam continues an old one). Per-row
+    conditioning in `cache.signals` needs no reordering: beams only move within their own row."""
+    for i, kv in enumerate(cache.kv):
+        if kv is not None:
+            cache.kv[i] = (kv[0].index_select(0, index), kv[1].index_select(0, index))
+
+
+@torch.no_grad()
+def beam_search(model: nn.Module, emb: torch.Tensor, beam_size: int, bos_id: int, eos_id: int,
+                max_new_tokens: int = 32, length_penalty: float = 1.0,
+                early_stopping: bool = True) -> tuple[list[list[int]], list[float]]:
+    """Batched beam search with the KV cache (untempered model probabilities).
+
+    Each row keeps `beam_size` live hypotheses; at every step the 2 * beam_size best extensions
+    are ranked, an <eos> among the first beam_size ends a hypothesis, and the best beam_size
+    others go on. With `early_stopping` a row stops once it has beam_size finished hypotheses
+    (fairseq's rule; beam_size 1 is then greedy decoding); without it, once no live hypothesis
+    can still score above its beam_size-th best finished one (log-probabilities only fall, so a
+    live sum S can at best reach S / max_new_tokens ** length_penalty). At the length limit the
+    live hypotheses are finished as they are.
+
+    Args:
+        model: a token model (see the module docstring).
+        emb: [N, 768] conditioning embeddings.
+        beam_size: hypotheses kept per row.
+        bos_id, eos_id: start token, and the token that ends a sequence.
+        max_new_tokens: length cap, at most `model.cfg.max_len - 1`.
+        length_penalty: a hypothesis scores sum(log p) / length ** length_penalty, its length
+            counting the <eos>; 1.0 is the mean log-probability (`generate`'s score).
+    Returns:
+        the best hypothesis of each row (token ids without bos/eos), and its score.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    device = emb.device
+    N, K = emb.shape[0], beam_size
+    limit = min(max_new_tokens, model.cfg.max_len - 1)
+    cache = model.new_cache()
+    logits = model(torch.full((N * K, 1), bos_id, dtype=torch.long, device=device),
+                   emb=emb.repeat_interleave(K, dim=0), cache=cache)[:, -1]
+    scores = torch.full((N, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # at the start the K beams of a row are the same: keep one
+    tokens = torch.zeros(N * K, 0, dtype=torch.long, device=device)
+    rows = torch.arange(N, device=device)[:, None] * K
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(N)]
+    done = [False] * N
+    for t in range(limit):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        V = logp.shape[-1]
+        top, flat = (scores.view(N * K, 1) + logp).view(N, K * V).topk(min(2 * K, K * V), dim=1)
+        beam, tok = flat // V, flat % V
+        is_eos = tok == eos_id
+        for n, j in (is_eos[:, :K] & top[:, :K].isfinite()).nonzero().tolist():
+            if not done[n]:
+                finished[n].append((top[n, j].item() / (t + 1) ** length_penalty, tokens[n * K + beam[n, j]].tolist()))
+        keep = torch.sort(is_eos.int(), dim=1, stable=True).indices[:, :K]  # the best K that are not <eos>
+        src = (rows + beam.gather(1, keep)).view(-1)
+        nxt = tok.gather(1, keep).view(-1)
+        scores = top.gather(1, keep)
+        tokens = torch.cat([tokens[src], nxt[:, None]], dim=1)
+        if early_stopping:
+            done = [d or len(f) >= K for d, f in zip(done, finished)]
+        else:
+            bound = (scores.max(dim=1).values / limit ** length_penalty).tolist()  # best a live one can reach
+            done = [d or (len(f) >= K and sorted(h[0] for h in f)[-K] >= b) for d, f, b in zip(done, finished, bound)]
+        if all(done) or t == limit - 1:
+            break
+        _reorder_cache(cache, src)
+        logits = model(nxt[:, None], cache=cache)[:, -1]
+    for n in range(N):
+        if not done[n]:  # out of length: the live hypotheses, cut at the limit
+            for j in range(K):
+                if torch.isfinite(scores[n, j]):
+                    finished[n].append((scores[n, j].item() / tokens.shape[1] ** length_penalty, tokens[n * K + j].tolist()))
+    best = [max(f, key=lambda h: h[0]) for f in finished]
+    return [ids for _, ids in best], [s for s, _ in best]

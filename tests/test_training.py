@@ -9,12 +9,13 @@ import torch
 
 from decoders import checkpoint
 from decoders.base import Sampling
-from decoders.corpus import load_split
+from decoders.corpus import load_rows, load_split
 from decoders.generative import ASSET_DIR as GENERATIVE_DIR
 from decoders.ret import ASSET_DIR as RET_DIR
 from decoders.transformer import generate
 from eval import metrics
 from training.config import TrainConfig, add_arguments, from_args
+from training.data import build_examples
 from training.trainer import MODELS, Trainer, evaluate, lr_at
 
 TINY_RET = {"d_model": 32, "n_heads": 2, "ffn_hidden": 32, "n_loops": 2, "n_prefix": 2, "bridge_hidden": 16,
@@ -65,34 +66,38 @@ def test_lr_warms_up_then_decays_to_the_floor_on_time():
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    texts = load_split("train")[:48]
+    rows = load_rows("train")[:48]
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((48, 768)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    dev = load_split("dev")[:6]
-    return texts, emb.astype(np.float16), dev, torch.as_tensor(emb[:6])
+    dev = {"dev": (load_split("dev")[:6], torch.as_tensor(emb[:6])),
+           "open-dev": (load_split("open-dev")[:2], torch.as_tensor(emb[6:8]))}
+    return build_examples(rows, emb.astype(np.float16)), dev
 
 
 def test_tiny_run_writes_a_loadable_checkpoint_and_resumes(tmp_path, tiny_data):
-    texts, emb, dev, dev_emb = tiny_data
+    data, dev = tiny_data
     cfg = TrainConfig(kind="ret", out=str(tmp_path), model=TINY_RET, steps=4, eval_every=2, batch_size=8,
                       warmup=1, device="cpu", eval_n=6)
     torch.manual_seed(0)
-    last = Trainer(cfg, texts, emb, dev, dev_emb, quiet=True).run()
+    last = Trainer(cfg, data, dev, quiet=True).run()
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4] and last["step"] == 4
     assert {"dev_loss", "dev_bleu", "dev_exact", "dev_cos"} <= set(last)
+    assert {"open_dev_loss", "open_dev_bleu", "open_dev_exact", "open_dev_cos"} <= set(last)
+    assert last["data"] == {"rows": 48, "examples": 48, "kd_examples": 0, "copies_per_epoch": 48.0,
+                            "kd_copies_per_epoch": 0.0}
     assert TrainConfig.load(tmp_path) == cfg
     model, _ = checkpoint.load(tmp_path, "ret", *MODELS["ret"])
     assert model.cfg.d_model == 32
     resumed = TrainConfig(**{**asdict(cfg), "resume": True, "steps": 6})
-    last = Trainer(resumed, texts, emb, dev, dev_emb, quiet=True).run()
+    last = Trainer(resumed, data, dev, quiet=True).run()
     state = torch.load(tmp_path / "train_state.pt", weights_only=True)
     assert last["step"] == 6 and state["step"] == 6 and state["sessions"] == 2
 
 
 def test_dev_scores_are_the_benchmark_metrics_of_the_greedy_outputs(tiny_data):
-    texts, emb, dev, dev_emb = tiny_data
+    dev, dev_emb = tiny_data[1]["dev"]
     Config, Model, Tokenizer = MODELS["ret"]
     torch.manual_seed(0)
     model, tok = Model(Config(**TINY_RET)).eval(), Tokenizer()

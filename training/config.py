@@ -10,6 +10,7 @@ from pathlib import Path
 from decoders import generative, ret
 
 KINDS = (generative.KIND, ret.KIND)  # trainable model kinds (config.json "kind")
+DEV_SPLITS = ("dev", "open-dev")     # corpus splits the trainer may score on (never test)
 
 
 def _help(text: str, **argparse_kw) -> dict:
@@ -24,6 +25,12 @@ class TrainConfig:
     model: dict = field(default_factory=dict, metadata=_help(
         "model config fields, e.g. gate=pagated (values read as JSON, else as strings)", flag="--set",
         nargs="*", metavar="KEY=VALUE"))
+    model_config: str | None = field(default=None, metadata=_help(
+        "start the model config from this config.json (e.g. assets/generative-l/config.json); --set overrides",
+        type=str))
+    tokenizer: str | None = field(default=None, metadata=_help(
+        "use this tokenizer.json (or a folder holding one) instead of training a BPE on the train texts "
+        "(generative only; e.g. assets/tokenizers/bpe-2048/tokenizer.json)", type=str))
     steps: int = field(default=20000, metadata=_help("total steps of the schedule (over all sessions)"))
     minutes: float | None = field(default=None, metadata=_help(
         "stop (and checkpoint) after this many minutes; the LR schedule then ends on time", type=float))
@@ -36,8 +43,24 @@ class TrainConfig:
     noise: float = field(default=0.25, metadata=_help("embedding noise norm (cos to clean ~ 1/sqrt(1+n^2))"))
     eval_every: int = field(default=1000, metadata=_help("steps between dev evaluations (and checkpoints)"))
     eval_n: int = field(default=256, metadata=_help("dev sentences scored at each evaluation"))
+    data_dir: str | None = field(default=None, metadata=_help(
+        "folder of the corpus embeddings: emb_train.npy (the rows embedded so far), emb_dev.npy, "
+        "emb_open-dev.npy (default: the repository's data/)", type=str))
     embeddings: str | None = field(default=None, metadata=_help(
-        "train embeddings (.npy, or PQ pack .npz; default data/emb_train.npy)", type=str))
+        "train embeddings from a PQ pack (.npz, `python -m training pack`) instead of DATA_DIR/emb_train.npy",
+        type=str))
+    wordnet_weight: float = field(default=1.0, metadata=_help(
+        "copies of each WordNet train row per epoch (e.g. 2.0, so the open sources do not drown it)"))
+    data_fraction: float = field(default=1.0, metadata=_help(
+        "keep this fraction of the open train rows (a fixed hash-based subset, nested: 0.1 is inside 0.3); "
+        "WordNet rows are all kept"))
+    kd: str | None = field(default=None, metadata=_help(
+        "sequence-level distillation: teacher outputs per train row (`python -m tools.distill`)", type=str))
+    kd_weight: float = field(default=1.0, metadata=_help(
+        "copies per epoch of each teacher-output example, relative to its reference example (0 = off)"))
+    dev_splits: list = field(default_factory=lambda: ["dev", "open-dev"], metadata=_help(
+        "dev sets scored at each evaluation (eval_n rows each); the first is the log's dev_*, "
+        "the others are prefixed with their name (open_dev_*)", nargs="+"))
     device: str = field(default="auto", metadata=_help("training device", choices=["auto", "cpu", "cuda"]))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's choice)", type=int))
     seed: int = field(default=0, metadata=_help("seeds model init, batch order and noise"))
@@ -53,6 +76,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        if not 0.0 < self.data_fraction <= 1.0:
+            raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        for name in ("wordnet_weight", "kd_weight", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.tokenizer and self.kind != generative.KIND:
+            raise ValueError(f"--tokenizer is for the generative model; {self.kind} reads bytes")
+        unknown = [s for s in self.dev_splits if s not in DEV_SPLITS]
+        if unknown or not self.dev_splits:
+            raise ValueError(f"dev_splits {self.dev_splits}: valid dev splits are {', '.join(DEV_SPLITS)}")
 
     def save(self, directory: Path) -> None:
         (Path(directory) / "train_args.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -60,6 +93,19 @@ class TrainConfig:
     @classmethod
     def load(cls, directory: Path) -> "TrainConfig":
         return cls(**json.loads((Path(directory) / "train_args.json").read_text()))
+
+    def model_fields(self) -> dict:
+        """The model config fields of a new run: --model-config's (its "kind" checked), then --set."""
+        base = {}
+        if self.model_config:
+            path = Path(self.model_config)
+            if not path.exists():
+                raise FileNotFoundError(f"--model-config {path}: no such file")
+            base = json.loads(path.read_text())
+            kind = base.pop("kind", self.kind)
+            if kind != self.kind:
+                raise ValueError(f"--model-config {path} holds a {kind!r} config, not {self.kind!r}")
+        return {**base, **self.model}
 
 
 def parse_key_values(items: list[str]) -> dict:

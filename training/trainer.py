@@ -1,12 +1,15 @@
 """Train the token decoders (generative, RET) on the corpus's train split.
 
-Data is tokenised once, batches are bucketed by length (little padding), Gaussian noise is
-added to the input embeddings, and every `eval_every` steps the model is scored on dev
-sentences with `eval.metrics` (the benchmark's definitions: corpus BLEU, exact match,
-round-trip cosine when the encoder is available; an empty output is scored as it is, see
-eval/metrics.py). A checkpoint (decoders/checkpoint.py: config + weights + tokenizer, plus
-the optimizer state in train_state.pt and the TrainConfig in train_args.json) is written at
-every evaluation and at the end, so a run can be continued with `resume`.
+The train rows embedded so far (WordNet + the open sources; `wordnet_weight` copies of each
+WordNet row per epoch, `data_fraction` of the open rows) and, with `kd`, the teacher's outputs
+for them (training/data.py) are tokenised once, batches are bucketed by length (little
+padding), Gaussian noise is added to the input embeddings, and every `eval_every` steps the
+model is scored on each dev set (`dev_splits`: WordNet dev and open-dev) with `eval.metrics`
+(the benchmark's definitions: corpus BLEU, exact match, round-trip cosine when the encoder is
+available; an empty output is scored as it is, see eval/metrics.py). A checkpoint
+(decoders/checkpoint.py: config + weights + tokenizer, plus the optimizer state in
+train_state.pt and the TrainConfig in train_args.json) is written at every evaluation and at
+the end, so a run can be continued with `resume`.
 """
 from __future__ import annotations
 
@@ -24,12 +27,14 @@ from tqdm import tqdm
 
 from decoders import checkpoint, generative, ret
 from decoders.base import Sampling
+from decoders.corpus import DATA_DIR
 from decoders.encoder import is_available as encoder_available
 from decoders.transformer import generate
 from eval import metrics
 
 from .config import TrainConfig
-from .data import add_noise, length_bucketed_batches, load_dev, load_train, pack_sequences
+from .data import (Examples, add_noise, build_examples, epoch_examples, length_bucketed_batches, load_dev,
+                   load_train_rows, pack_sequences, read_kd)
 
 # model kind -> (config class, model class, tokenizer class)
 MODELS = {
@@ -97,7 +102,8 @@ def evaluate(model, tokenizer, texts: list[str], emb: torch.Tensor, device: torc
 
 def build_model(cfg: TrainConfig, texts: list[str], device: torch.device):
     """(model in train mode, tokenizer, saved train state or None): resumed from cfg.out, or new
-    from the model config fields in cfg.model (a new BPE tokenizer is trained on `texts`)."""
+    from the model config fields (cfg.model_config, then cfg.model) with cfg.tokenizer or a new
+    BPE tokenizer trained on `texts`."""
     Config, Model, Tokenizer = MODELS[cfg.kind]
     out = Path(cfg.out)
     if cfg.resume:
@@ -108,9 +114,14 @@ def build_model(cfg: TrainConfig, texts: list[str], device: torch.device):
         if cfg.model:
             print(f"resume: model settings come from {out}/config.json; ignoring {cfg.model}", file=sys.stderr)
         return model.train(), tokenizer, saved
-    model_cfg = checkpoint.config_from_dict(Config, cfg.model, "--set")
-    tokenizer = Tokenizer.train(texts, model_cfg)
-    checkpoint.check_tokenizer(tokenizer, model_cfg, f"the tokenizer trained on {len(texts)} texts")
+    model_cfg = checkpoint.config_from_dict(Config, cfg.model_fields(), "--model-config/--set")
+    if cfg.tokenizer:
+        path = Path(cfg.tokenizer)
+        tokenizer = Tokenizer.load(path.parent if path.suffix == ".json" else path)
+        checkpoint.check_tokenizer(tokenizer, model_cfg, f"--tokenizer {path}")
+    else:
+        tokenizer = Tokenizer.train(texts, model_cfg)
+        checkpoint.check_tokenizer(tokenizer, model_cfg, f"the tokenizer trained on {len(texts)} texts")
     return Model(model_cfg).to(device).train(), tokenizer, None
 
 
@@ -127,22 +138,28 @@ def make_optimizer(model, cfg: TrainConfig, device: torch.device, saved: dict | 
 
 
 class Trainer:
-    """One training session over in-memory data; `run()` trains until cfg.steps or cfg.minutes."""
+    """One training session over in-memory data; `run()` trains until cfg.steps or cfg.minutes.
 
-    def __init__(self, cfg: TrainConfig, texts: list[str], emb: np.ndarray, dev_texts: list[str],
-                 dev_emb: torch.Tensor, quiet: bool = False):
+    `data`: the examples (training/data.py); `dev`: {split name: (texts, exact embeddings)}, the
+    first one logged as dev_*, the others as <name>_* (open-dev -> open_dev_*)."""
+
+    def __init__(self, cfg: TrainConfig, data: Examples, dev: dict[str, tuple[list[str], torch.Tensor]],
+                 quiet: bool = False):
         self.cfg, self.quiet, self.out = cfg, quiet, Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg.device)
-        self.model, self.tokenizer, saved = build_model(cfg, texts, self.device)
+        references = [t for t, kd in zip(data.texts, data.is_kd) if not kd]
+        self.model, self.tokenizer, saved = build_model(cfg, references, self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device, saved)
         self.state = {k: saved[k] for k in STATE_KEYS} if saved else dict(zip(STATE_KEYS, (0, 0, 0.0, 0)))
         m = self.model.cfg
         t0 = time.time()
-        seqs, self.lengths = pack_sequences(self.tokenizer.encode(texts), m.max_len, m.bos_id, m.eos_id, m.pad_id)
+        seqs, self.lengths = pack_sequences(self.tokenizer.encode(data.texts), m.max_len, m.bos_id, m.eos_id, m.pad_id)
         self.seqs = torch.as_tensor(seqs, device=self.device)
-        self.emb = torch.as_tensor(emb, device=self.device)
-        self.n_train, self.dev_texts, self.dev_emb = len(texts), dev_texts, dev_emb
+        self.emb = torch.as_tensor(data.emb, device=self.device)
+        self.emb_index = torch.as_tensor(data.emb_index, device=self.device)
+        self.weight = data.weight
+        self.n_train, self.dev, self.data_summary = data.n_rows, dev, data.summary()
         self.with_cos = encoder_available()
         self.rng = np.random.default_rng(cfg.seed + self.state["step"])
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.state["step"])
@@ -150,7 +167,7 @@ class Trainer:
         self.lr = cfg.lr
         self.window = {"loss": 0.0, "n": 0, "samples": 0, "t": time.time()}
         if not quiet:
-            print(f"{cfg.kind}: {self.model.num_parameters():,} parameters, {len(texts):,} train texts, mean length "
+            print(f"{cfg.kind}: {self.model.num_parameters():,} parameters, data {self.data_summary}, mean length "
                   f"{self.lengths.mean():.1f} tokens, tokenised in {time.time() - t0:.1f}s; device {self.device}; "
                   f"dev cosine {'on' if self.with_cos else 'off (encoder not available here)'}", file=sys.stderr)
 
@@ -158,11 +175,12 @@ class Trainer:
         """One optimizer step on the next length-bucketed batch."""
         cfg, m = self.cfg, self.model.cfg
         if not self.batches:
-            self.batches = length_bucketed_batches(self.lengths, cfg.batch_size, self.rng)
+            epoch = epoch_examples(self.weight, self.rng)
+            self.batches = [epoch[b] for b in length_bucketed_batches(self.lengths[epoch], cfg.batch_size, self.rng)]
         b = self.batches.pop()
         idx = torch.as_tensor(b, device=self.device)
         seq = self.seqs[idx, : int(self.lengths[b].max()) + 1].long()
-        e = add_noise(self.emb[idx].float(), cfg.noise, self.gen)
+        e = add_noise(self.emb[self.emb_index[idx]].float(), cfg.noise, self.gen)
         self.lr = lr_at(self.state["step"], cfg.steps, cfg.lr, cfg.warmup, time_frac=time_frac)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
@@ -181,14 +199,17 @@ class Trainer:
     def evaluate_and_save(self, session_start: float, final: bool = False) -> dict:
         """Score on dev, append the record to train_log.jsonl, write the checkpoint; returns the record."""
         elapsed = self.state["elapsed_s"] + time.time() - session_start
-        scores = evaluate(self.model, self.tokenizer, self.dev_texts, self.dev_emb, self.device,
-                          with_cosine=self.with_cos)
+        scores = {}
+        for i, (split, (texts, emb)) in enumerate(self.dev.items()):
+            s = evaluate(self.model, self.tokenizer, texts, emb, self.device, with_cosine=self.with_cos)
+            prefix = "dev_" if i == 0 else split.replace("-", "_") + "_"  # open-dev: open_dev_loss, ...
+            scores.update({prefix + k.removeprefix("dev_"): v for k, v in s.items()})
         w = self.window
         record = {"step": self.state["step"], "samples_seen": self.state["samples_seen"],
-                  "epochs": round(self.state["samples_seen"] / self.n_train, 3),
+                  "epochs": round(self.state["samples_seen"] / self.data_summary["copies_per_epoch"], 3),
                   "train_loss": float(w["loss"]) / max(1, w["n"]), "lr": self.lr,
                   "samples_per_s": round(w["samples"] / max(1e-9, time.time() - w["t"]), 1),
-                  "elapsed_s": round(elapsed, 1), "device": hardware(), **scores}
+                  "elapsed_s": round(elapsed, 1), "device": hardware(), "data": self.data_summary, **scores}
         with open(self.out / "train_log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         state = {**self.state, "elapsed_s": elapsed, "sessions": self.state["sessions"] + (1 if final else 0)}
@@ -196,7 +217,7 @@ class Trainer:
         torch.save({"optimizer": self.optimizer.state_dict(), **state}, self.out / "train_state.pt")
         self.cfg.save(self.out)
         if not self.quiet:
-            ex = scores["examples"][0]
+            ex = scores["dev_examples"][0]
             tqdm.write(f"step {record['step']} loss {record['train_loss']:.3f} dev_loss {scores['dev_loss']:.3f} "
                        f"bleu {scores['dev_bleu']:.1f} cos {scores.get('dev_cos', float('nan')):.3f} "
                        f"{record['samples_per_s']:.0f} samples/s | {ex['ref']!r} -> {ex['hyp']!r}", file=sys.stderr)
@@ -222,24 +243,38 @@ class Trainer:
         return self.evaluate_and_save(start, final=True)
 
 
+def load_examples(cfg: TrainConfig) -> Examples:
+    """The train examples of a run: embedded train rows (cfg.embeddings or cfg.data_dir), selected and
+    weighted by cfg.data_fraction / cfg.limit / cfg.wordnet_weight, with cfg.kd's teacher outputs."""
+    rows, emb = load_train_rows(cfg.embeddings, data_dir(cfg))
+    kd = read_kd(Path(cfg.kd)) if cfg.kd else None
+    return build_examples(rows, emb, cfg.wordnet_weight, cfg.data_fraction, cfg.limit, kd, cfg.kd_weight)
+
+
+def data_dir(cfg: TrainConfig) -> Path:
+    return Path(cfg.data_dir) if cfg.data_dir else DATA_DIR
+
+
 def train(cfg: TrainConfig, quiet: bool = False) -> dict:
-    """Load the train split (cfg.embeddings, cfg.limit) and cfg.eval_n dev sentences, then run a session."""
-    texts, emb = load_train(cfg.embeddings, cfg.limit)
-    dev_texts, dev_emb = load_dev(cfg.eval_n)
-    return Trainer(cfg, texts, emb, dev_texts, dev_emb, quiet).run()
+    """Load the train examples and cfg.eval_n sentences of each dev split, then run a session."""
+    data = load_examples(cfg)
+    dev = {split: load_dev(cfg.eval_n, split, data_dir(cfg)) for split in cfg.dev_splits}
+    return Trainer(cfg, data, dev, quiet).run()
 
 
-def score(directories: list[Path], n: int = 256) -> list[dict]:
-    """Dev metrics of saved checkpoints (the trainer's evaluation on the first n dev sentences
-    with their exact embeddings); the model kind is read from each config.json."""
-    texts, emb = load_dev(n)
+def score(directories: list[Path], n: int = 256, splits: tuple[str, ...] = ("dev", "open-dev")) -> list[dict]:
+    """Dev metrics of saved checkpoints (the trainer's evaluation on the first n sentences of each
+    split, with their exact embeddings), one row per checkpoint and split; the model kind is read
+    from each config.json."""
+    dev = {split: load_dev(n, split) for split in splits}
     rows = []
     for d in directories:
         kind = checkpoint.read_config(d)["kind"]
         if kind not in MODELS:
             raise ValueError(f"{d}: model kind {kind!r} is not trainable; trainable kinds: {', '.join(MODELS)}")
         model, tok = checkpoint.load(d, kind, *MODELS[kind])
-        m = evaluate(model, tok, texts, emb, torch.device("cpu"), with_cosine=encoder_available())
-        rows.append({"checkpoint": str(d), "params": model.num_parameters(),
-                     **{k: round(v, 4) for k, v in m.items() if k != "examples"}})
+        for split, (texts, emb) in dev.items():
+            m = evaluate(model, tok, texts, emb, torch.device("cpu"), with_cosine=encoder_available())
+            rows.append({"checkpoint": str(d), "split": split, "params": model.num_parameters(),
+                         **{k: round(v, 4) for k, v in m.items() if k != "examples"}})
     return rows
