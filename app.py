@@ -75,7 +75,7 @@ def pick_decoders(names) -> list[str]:
         return list(DEFAULT_DECODERS)
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    names = check_decoder_names(names)
+    names = list(dict.fromkeys(check_decoder_names(names)))  # each decoder once, in the order given
     if not names:
         raise ValueError(f"choose at least one decoder; valid decoders: {', '.join(available_decoders())}")
     return names
