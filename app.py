@@ -885,9 +885,18 @@ def warm_up(names: list[str] = DEFAULT_DECODERS) -> None:
     log.info("warm-up request in %.1f s; ready after %.1f s", time.perf_counter() - t, time.perf_counter() - t0)
 
 
-QUEUE_SIZE = 64                              # requests waiting (QUEUE_SIZE overrides); one more gets "Queue is full"
+QUEUE_SIZE = 64                              # requests waiting (QUEUE_SIZE overrides); one more: 503 "busy, try again"
 CONCURRENCY = 2                              # requests decoded at once (the CPU Space has 2 cores)
 MAX_BODY_BYTES = inputs.MAX_UPLOAD_BYTES + 2**20  # any request body (an upload plus its form); over it: 413
+
+
+def busy(request, exc):
+    """503 from gradio's queue: when it is full, say so in words a user acts on, with Retry-After."""
+    detail = str(exc.detail)
+    if detail.startswith("Queue is full"):
+        log.info("busy: refused a request (%s)", detail)
+        detail = f"The app is busy, try again in a minute ({detail})"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "60"})
 
 
 def unknown_endpoint(request, exc):
@@ -905,7 +914,7 @@ if __name__ == "__main__":
     demo.queue(max_size=int(os.environ.get("QUEUE_SIZE", QUEUE_SIZE)), default_concurrency_limit=CONCURRENCY).launch(
         server_name=host, server_port=int(os.environ.get("PORT", 7860)), max_file_size=inputs.MAX_UPLOAD_BYTES,
         show_error=True,  # a malformed raw API call gets gradio's message, not null
-        app_kwargs={"max_body_size": MAX_BODY_BYTES, "exception_handlers": {FnIndexInferError: unknown_endpoint}},
+        app_kwargs={"max_body_size": MAX_BODY_BYTES, "exception_handlers": {FnIndexInferError: unknown_endpoint, 503: busy}},
         theme=THEME, css=CSS, prevent_thread_lock=True)
     log.info("page ready %.1f s after start (imports, models, warm-up request)", time.perf_counter() - STARTED)
     demo.block_thread()
