@@ -31,6 +31,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from gradio.route_utils import FnIndexInferError  # noqa: E402
 
 from decoders import DECODERS, Sampling, available_decoders, check_decoder_names, default_decoders, get_decoder  # noqa: E402
 from decoders import inputs  # noqa: E402
@@ -75,7 +77,7 @@ def pick_decoders(names) -> list[str]:
         return list(DEFAULT_DECODERS)
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    names = check_decoder_names(names)
+    names = list(dict.fromkeys(check_decoder_names(names)))  # each decoder once, in the order given
     if not names:
         raise ValueError(f"choose at least one decoder; valid decoders: {', '.join(available_decoders())}")
     return names
@@ -883,14 +885,36 @@ def warm_up(names: list[str] = DEFAULT_DECODERS) -> None:
     log.info("warm-up request in %.1f s; ready after %.1f s", time.perf_counter() - t, time.perf_counter() - t0)
 
 
+QUEUE_SIZE = 64                              # requests waiting (QUEUE_SIZE overrides); one more: 503 "busy, try again"
+CONCURRENCY = 2                              # requests decoded at once (the CPU Space has 2 cores)
+MAX_BODY_BYTES = inputs.MAX_UPLOAD_BYTES + 2**20  # any request body (an upload plus its form); over it: 413
+
+
+def busy(request, exc):
+    """503 from gradio's queue: when it is full, say so in words a user acts on, with Retry-After."""
+    detail = str(exc.detail)
+    if detail.startswith("Queue is full"):
+        log.info("busy: refused a request (%s)", detail)
+        detail = f"The app is busy, try again in a minute ({detail})"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "60"})
+
+
+def unknown_endpoint(request, exc):
+    """A raw call to an API name that does not exist: 404 naming the ones that do (gradio answers 500)."""
+    log.info("user error: %s", exc)
+    return JSONResponse({"detail": f"{exc}; the API's endpoints are /decode_text, /decode_vector and /interpolate"},
+                        status_code=404)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warm_up()
     # HOST/PORT override; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0
     host = os.environ.get("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    demo.queue(max_size=64, default_concurrency_limit=2).launch(
+    demo.queue(max_size=int(os.environ.get("QUEUE_SIZE", QUEUE_SIZE)), default_concurrency_limit=CONCURRENCY).launch(
         server_name=host, server_port=int(os.environ.get("PORT", 7860)), max_file_size=inputs.MAX_UPLOAD_BYTES,
         show_error=True,  # a malformed raw API call gets gradio's message, not null
+        app_kwargs={"max_body_size": MAX_BODY_BYTES, "exception_handlers": {FnIndexInferError: unknown_endpoint, 503: busy}},
         theme=THEME, css=CSS, prevent_thread_lock=True)
     log.info("page ready %.1f s after start (imports, models, warm-up request)", time.perf_counter() - STARTED)
     demo.block_thread()

@@ -44,8 +44,12 @@ def default_decoders() -> list[str]:
 
 def check_decoder_names(names) -> list[str]:
     """`names` as a list, or ValueError naming the unknown ones and listing the valid ones."""
-    names = list(names)
-    unknown = [n for n in names if n not in DECODERS]
+    try:
+        names = list(names)
+    except TypeError:
+        raise ValueError(f"decoders must be a list of names, got {type(names).__name__}; "
+                         f"valid decoders: {', '.join(DECODERS)}") from None
+    unknown = [n for n in names if not isinstance(n, str) or n not in DECODERS]
     if unknown:
         raise ValueError(f"unknown decoder(s) {', '.join(map(repr, unknown))}; valid decoders: {', '.join(DECODERS)}")
     return names

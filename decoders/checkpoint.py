@@ -5,8 +5,10 @@
                         loaded into a float32 model either way)
     tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none)
 
-`load` rebuilds the config (unknown or missing keys are an error), checks that the
-tokenizer matches it (vocabulary size, <pad>/<bos>/<eos> ids) and loads the weights.
+`load` first checks the files against the folder's MANIFEST.json (size and sha256, see
+decoders/assets.py; `save` records them), then rebuilds the config (unknown or missing keys are
+an error), checks that the tokenizer matches it (vocabulary size, <pad>/<bos>/<eos> ids) and
+loads the weights.
 Training state (optimizer, step) lives beside them in train_state.pt, written by `training`.
 """
 from __future__ import annotations
@@ -21,8 +23,12 @@ import torch.nn as nn
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
+from . import assets
+
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"   # written by tokenizers that have a vocabulary to save
+MODEL_FILES = (CONFIG, WEIGHTS, TOKENIZER)
 
 
 def save(directory: Path, model: nn.Module, tokenizer, kind: str, dtype: torch.dtype | None = None) -> None:
@@ -33,6 +39,8 @@ def save(directory: Path, model: nn.Module, tokenizer, kind: str, dtype: torch.d
     st_save_model(copy.deepcopy(model).to(dtype) if dtype is not None else model, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps({"kind": kind, **asdict(model.cfg)}, indent=2) + "\n")
     tokenizer.save(directory)
+    assets.record(directory, [f for f in MODEL_FILES if (directory / f).exists()],
+                  f"python -m training {kind} --out {assets.shown(directory)}")
 
 
 def read_config(directory: Path) -> dict:
@@ -68,6 +76,8 @@ def check_tokenizer(tokenizer, cfg, source: str = "tokenizer") -> None:
 def load(directory: Path, kind: str, config_cls, model_cls, tokenizer_cls, device: str = "cpu"):
     """(model in eval mode on `device`, tokenizer) from a checkpoint folder of model kind `kind`."""
     directory = Path(directory)
+    if (directory / CONFIG).exists():  # else read_config says there is no checkpoint here
+        assets.verify(directory, MODEL_FILES)
     data = read_config(directory)
     if data["kind"] != kind:
         raise ValueError(f"{directory / CONFIG} holds a {data['kind']!r} model, not {kind!r}")

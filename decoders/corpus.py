@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import assets
 from .encoder import encode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,7 @@ def text_hash(text: str) -> str:
 def _read_tsv(path: Path, header: list[str]) -> list[list[str]]:
     if not path.exists():
         raise FileNotFoundError(f"corpus file {path} not found; build it with `python -m tools.corpus_build`")
+    assets.verify(path.parent, [path.name])  # size and sha256 against MANIFEST.json, where there is one
     with gzip.open(path, "rt", encoding="utf-8") as f:
         got = f.readline().rstrip("\n").split("\t")
         if got != header:

@@ -117,13 +117,22 @@ def to_rows(values, source: str = "the vector") -> np.ndarray:
     Real numbers only; the scale of a row does not matter (it is a direction), but a row of
     zeros, NaN or inf is refused, naming the row.
     """
+    if values is None:
+        raise ValueError(f"{source} is empty: expected {EMBED_DIM} numbers per row")
     try:
         arr = np.asarray(values)
     except ValueError:
         raise ValueError(f"{source} has rows of different lengths; every row needs {EMBED_DIM} numbers") from None
     if np.iscomplexobj(arr):
         raise ValueError(f"{source} holds complex numbers; an embedding is {EMBED_DIM} real numbers")
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype == object:  # e.g. a JSON integer beyond int64, or a null among the numbers
+        arr = _object_numbers(arr, source)
+    if arr.dtype.kind == "b":
+        raise ValueError(f"{source} holds true/false values, not numbers; expected {EMBED_DIM} real numbers per row")
+    if arr.dtype.kind in "US":
+        raise ValueError(f"{source} holds text ({str(arr.flat[0])[:30]!r}...), not numbers; "
+                         f"expected {EMBED_DIM} real numbers per row")
+    if arr.dtype.kind not in "iuf":
         raise ValueError(f"{source} holds {arr.dtype} values, not numbers; expected {EMBED_DIM} real numbers per row")
     if arr.ndim == 1:
         arr = arr[None]
@@ -139,6 +148,21 @@ def to_rows(values, source: str = "the vector") -> np.ndarray:
         return validate_embeddings(arr).numpy()
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
+
+
+def _object_numbers(arr: np.ndarray, source: str) -> np.ndarray:
+    """A float64 copy of an object array whose items are all Python ints or floats, or ValueError
+    naming the first item that is not a number or is too large for a float."""
+    for i, x in enumerate(arr.flat):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(f"{source} holds {str(x)[:30]!r} ({type(x).__name__}) at position {i}; "
+                             f"expected {EMBED_DIM} real numbers per row")
+        try:
+            float(x)
+        except OverflowError:
+            raise ValueError(f"{source} holds a whole number of {len(str(abs(x)))} digits at position {i}; "
+                             "numbers must stay below about 1.8e308 (float64)") from None
+    return arr.astype(np.float64)
 
 
 def _numbers(line: str) -> list[float]:

@@ -32,12 +32,14 @@ import faiss
 import numpy as np
 import torch
 
+from . import assets
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
 from .sampling import make_generator, sample_next_token
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "phrase_bank"
 BANK_FILES = ("index.faiss", "texts.txt.gz", "config.json")
+REBUILD = "python -m tools.phrase_bank build"
 
 
 @dataclass
@@ -189,13 +191,15 @@ def save(directory: Path, index, texts: list[str], cfg: BankConfig):
     with gzip.open(directory / "texts.txt.gz", "wt", encoding="utf-8", compresslevel=9) as f:
         f.writelines(t + "\n" for t in texts)
     (directory / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    assets.record(directory, BANK_FILES, REBUILD)
 
 
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> PhraseBankDecoder:
     """The bank in `directory` (CPU only: faiss-cpu; `device` is accepted for the registry)."""
     directory = Path(directory)
     if not (directory / "index.faiss").exists():
-        raise FileNotFoundError(f"no phrase bank in {directory}; build it with `python -m tools.phrase_bank build`")
+        raise FileNotFoundError(f"no phrase bank in {directory}; build it with `{REBUILD}`")
+    assets.verify(directory, BANK_FILES)  # size and sha256 against MANIFEST.json
     cfg = BankConfig.from_json(directory / "config.json")
     with gzip.open(directory / "texts.txt.gz", "rt", encoding="utf-8") as f:
         texts = [line.rstrip("\n") for line in f]

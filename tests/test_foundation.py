@@ -95,3 +95,15 @@ def test_every_registered_decoder_rejects_a_wrong_sized_vector():
             continue  # no weights yet: test_generative_l_without_weights_names_its_training_command
         with pytest.raises(ValueError, match="768-dimensional"):
             get_decoder(name).decode(np.ones((1, 100)), Sampling())
+
+
+@pytest.mark.parametrize("names, message", [
+    (123, "decoders must be a list of names, got int; valid decoders: phrase-bank"),
+    ([["phrase-bank"]], r"unknown decoder\(s\) \['phrase-bank'\]; valid decoders:"),
+    ([None], r"unknown decoder\(s\) None"),
+])
+def test_decoder_names_that_are_not_names_are_refused_with_the_valid_ones(names, message):
+    from decoders import check_decoder_names
+
+    with pytest.raises(ValueError, match=message):
+        check_decoder_names(names)

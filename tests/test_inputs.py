@@ -240,3 +240,21 @@ def test_noise_of_a_given_size_moves_the_vector_by_the_expected_angle_and_is_see
     assert inputs.add_noise(e, 0.0)[1] > 0.99999
     with pytest.raises(ValueError, match=r"noise size must be a number in \[0, 2\], got 3"):
         inputs.add_noise(e, 3.0)
+
+
+@pytest.mark.parametrize("values, message", [
+    (None, "the vector is empty"),
+    ("abc", r"holds text \('abc'...\), not numbers"),
+    ([True] * EMBED_DIM, "holds true/false values, not numbers"),
+    ([None] * EMBED_DIM, r"holds 'None' \(NoneType\) at position 0"),
+    ([1.0] * 5 + [{"a": 1}] + [1.0] * (EMBED_DIM - 6), r"\(dict\) at position 5"),
+    ([10**400] + [0] * (EMBED_DIM - 1), "a whole number of 401 digits at position 0; numbers must stay below about 1.8e308"),
+])
+def test_vectors_that_are_not_real_numbers_name_what_they_hold(values, message):
+    with pytest.raises(ValueError, match=message):
+        inputs.to_rows(values, "the vector")
+
+
+def test_a_json_integer_beyond_int64_is_a_number_like_any_other():
+    rows = inputs.to_rows([2**70] + [0] * (EMBED_DIM - 1))
+    assert rows.shape == (1, EMBED_DIM) and rows[0, 0] == 1.0

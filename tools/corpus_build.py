@@ -30,13 +30,16 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from decoders import assets
 from decoders.corpus import CORPUS_DIR, CORPUS_PATH, OPEN_PATH, SPLITS, rows, text_hash, wordnet_rows
+from tools.manifest import SHIPPED
 from tools.sources import SOURCES
 
 MIN_WORDS, MAX_WORDS = 3, 40
 N_EVAL, MIN_PER_SOURCE = 2000, 100
 MAX_SHARE = 0.40
 JACCARD = 0.8
+REBUILD = SHIPPED["assets/corpus"]  # the command recorded in assets/corpus/MANIFEST.json
 URL_OR_MAIL = re.compile(r"(https?://|www\.|\S@\S|\.(com|org|net|edu)\b)", re.I)
 CODE = re.compile(r"[{}\[\]<>|\\=_~^`]|\w\(|::|->|\.py\b|\$\{|#\w")
 PUNCTUATION = set(".,;:!?'\"()-\u2018\u2019\u201c\u201d\u2013\u2014")
@@ -289,6 +292,7 @@ def build(only: list[str] | None, out_dir: Path, write: bool) -> dict:
     if write:
         write_open(out_dir / OPEN_PATH.name, split_rows)
         (out_dir / "build_report.json").write_text(json.dumps(summary, indent=1))
+        assets.record(out_dir, [OPEN_PATH.name, "build_report.json"], REBUILD)
         write_sources_md(out_dir / "SOURCES.md", {"wordnet": _wordnet_info(), **report,
                                                   "wordnet_train_near_duplicates": summary[
                                                       "wordnet_train_near_duplicates_of_held_out"]}, counts)
@@ -312,6 +316,7 @@ def main(argv=None):
     if a.wordnet:
         from tools.sources import wordnet
         print(f"wordnet: {wordnet.build(CORPUS_PATH, a.wordnet)} texts", file=sys.stderr)
+        assets.record(CORPUS_DIR, [CORPUS_PATH.name], REBUILD)
         rows.cache_clear()
     only = a.only.split(",") if a.only else None
     report = build(only, a.out_dir, write=only is None)
