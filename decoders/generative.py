@@ -86,7 +86,7 @@ class GenerativeDecoderModel(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.cfg.n_layers)
+        return KVCache(self.cfg.n_layers, self.cfg.n_prefix + self.cfg.max_len)
 
     def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
         x = self.tok_emb(tokens)

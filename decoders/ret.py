@@ -77,7 +77,7 @@ class RET(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.cfg.n_loops)  # one slot per application of the block
+        return KVCache(self.cfg.n_loops, self.cfg.n_prefix + self.cfg.max_len)  # one slot per application of the block
 
     def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
         x = self.tok_emb(tokens)

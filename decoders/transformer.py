@@ -29,10 +29,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight * x).to(dtype)
+        # x * rsqrt(mean(x^2) + eps) * weight in fp32, in one call (bit-identical to writing it out)
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
 
 
 def precompute_rope(head_dim: int, max_len: int, theta: float = 10000.0):
@@ -43,38 +41,56 @@ def precompute_rope(head_dim: int, max_len: int, theta: float = 10000.0):
 
 
 def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels of x [B, H, T, D] by position-dependent angles.
+    """Rotate pairs of channels of x [..., T, D] by position-dependent angles.
 
     Args:
-        x: queries or keys, [batch, heads, time, head_dim].
+        x: queries or keys, [batch, heads, time, head_dim] (or queries and keys stacked in front).
         cos, sin: [time, head_dim // 2] for the positions of x.
     Returns:
         x with each (even, odd) channel pair rotated, same shape and dtype.
     """
-    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
-    y1 = x1 * cos - x2 * sin
-    y2 = x1 * sin + x2 * cos
-    return torch.stack((y1, y2), dim=-1).flatten(-2).to(x.dtype)
+    # (x1 + i x2) * (cos + i sin) = (x1 cos - x2 sin) + i (x1 sin + x2 cos): one complex product
+    x32 = x.float()
+    if x32.storage_offset() % 2 or any(st % 2 for st in x32.stride()[:-1]) or x32.stride(-1) != 1:
+        x32 = x32.contiguous()  # a complex view needs the pairs adjacent and aligned
+    pairs = torch.view_as_complex(x32.unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2).to(x.dtype)
 
 
 class KVCache:
     """Keys and values of the positions seen so far, one slot per block application.
 
-    `update(i, k, v)` appends the new positions of slot i and returns all of them; `pos` is the
-    number of positions (prefix included) already in the cache; `signals` keeps the per-layer
-    conditioning computed on the first call, for the later ones.
+    Static: the buffers [n_slots, B, H, max_len, D] are allocated once, at the first `update`
+    (the prefill), and every later position is written in place, so a decode step neither
+    allocates nor copies the past. `update(i, k, v)` writes the new positions of slot i at
+    `pos` and returns views of all positions so far; the model advances `pos` after its last
+    slot. `signals` keeps the per-layer conditioning computed on the first call, for the later
+    ones. Without `max_len`, the buffers start at the prefill's length and double when full.
     """
 
-    def __init__(self, n_slots: int):
-        self.kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_slots
+    def __init__(self, n_slots: int, max_len: int | None = None):
+        self.n_slots, self.max_len = n_slots, max_len
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
         self.pos = 0
         self.signals: torch.Tensor | None = None
 
+    def _allocate(self, like: torch.Tensor, length: int) -> None:
+        B, H, _, D = like.shape
+        k, v = like.new_zeros(self.n_slots, B, H, length, D), like.new_zeros(self.n_slots, B, H, length, D)
+        if self.k is not None:  # growing (no max_len): keep what is there
+            k[:, :, :, :self.pos], v[:, :, :, :self.pos] = self.k[:, :, :, :self.pos], self.v[:, :, :, :self.pos]
+        self.k, self.v = k, v
+
     def update(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kv[i] is not None:
-            k, v = torch.cat([self.kv[i][0], k], dim=2), torch.cat([self.kv[i][1], v], dim=2)
-        self.kv[i] = (k, v)
-        return k, v
+        end = self.pos + k.shape[2]
+        if self.k is None or end > self.k.shape[3]:
+            if self.max_len is not None and end > self.max_len:
+                raise ValueError(f"the KV cache holds {self.max_len} positions, {end} were asked for")
+            self._allocate(k, self.max_len or max(2 * end, 64))
+        self.k[i, :, :, self.pos:end] = k
+        self.v[i, :, :, self.pos:end] = v
+        return self.k[i, :, :, :end], self.v[i, :, :, :end]
 
 
 class Attention(nn.Module):
@@ -87,8 +103,9 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary_emb(qkv[:2], cos, sin)  # queries and keys rotated together
+        v = qkv[2]
         if cache is not None:
             k, v = cache.update(slot, k, v)
         S = k.shape[2]  # positions attended to: the cached ones, then these T
@@ -195,10 +212,14 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: int, eos_id: int,
              max_new_tokens: int | None = None) -> tuple[list[list[int]], list[float]]:
-    """Batched generation with a KV cache.
+    """Batched generation with a static KV cache.
+
+    The prefix and <bos> go through the model in one pass (the prefill), then one token per
+    step. A step only samples and checks for <eos>; the log-probabilities are computed once,
+    after the loop, from the logits of every step.
 
     Args:
         model: a token model (see the module docstring).
@@ -208,7 +229,7 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
         max_new_tokens: length cap (default `sampling.max_new_tokens`), at most `model.cfg.max_len - 1`.
     Returns:
         token ids of each sequence (without bos/eos), and its mean log-probability under the
-        model (of the chosen tokens, untempered).
+        model (of the chosen tokens, <eos> included, untempered).
     """
     device = emb.device
     limit = min(max_new_tokens or sampling.max_new_tokens, model.cfg.max_len - 1)
@@ -217,22 +238,25 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     gen = make_generator(sampling.seed, device)
     cache = model.new_cache()
     logits = model(torch.full((B, 1), bos_id, dtype=torch.long, device=device), emb=emb, cache=cache)[:, -1]
-    out = torch.zeros(B, limit, dtype=torch.long, device=device)
-    logp_sum = torch.zeros(B, device=device)
-    length = torch.zeros(B, dtype=torch.long, device=device)
+    step_logits, tokens = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(limit):
-        logits = logits.float()
-        nxt = sample_next_token(logits, sampling, gen)
-        lp = torch.log_softmax(logits, dim=-1).gather(1, nxt[:, None]).squeeze(1)
-        logp_sum += torch.where(done, 0.0, lp)
-        length += (~done).long()
-        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-        out[:, t] = nxt
+        nxt = sample_next_token(logits.float(), sampling, gen)
+        step_logits.append(logits)
+        tokens.append(nxt)
         done |= nxt == eos_id
-        if done.all() or t == limit - 1:
+        if t == limit - 1 or done.all():
             break
-        logits = model(nxt[:, None], cache=cache)[:, -1]
-    seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
-    scores = (logp_sum / length.clamp(min=1)).tolist()
-    return seqs, scores
+        logits = model(nxt[:, None], cache=cache)[:, -1]  # a finished row's later tokens are dropped below
+    return _finish(torch.stack(tokens, 1), torch.stack(step_logits, 1), eos_id)
+
+
+def _finish(tokens: torch.Tensor, logits: torch.Tensor, eos_id: int) -> tuple[list[list[int]], list[float]]:
+    """Sequences cut at their first <eos>, and their mean log-probability up to it (<eos> included)."""
+    n = tokens.shape[1]
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(2, tokens[..., None]).squeeze(2)  # [B, n]
+    is_eos = tokens == eos_id
+    length = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, n)  # steps up to the first <eos>
+    total = logp.cumsum(1).gather(1, (length - 1)[:, None]).squeeze(1)
+    seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in tokens.tolist()]
+    return seqs, (total / length).tolist()
