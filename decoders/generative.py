@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, generate, init_weights, precompute_rope
+from .transformer import (GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights, generate,
+                          init_weights, precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "generative"
@@ -108,6 +110,25 @@ class GenerativeDecoderModel(nn.Module):
         if cache is not None:
             cache.pos = start + T
         return self.lm_head(self.norm(x[:, n_prefix:]))
+
+    def decode_step(self):
+        """(tokens [B], cache) -> logits [B, V] for one new token per row, through `block_step`
+        (what `forward` computes, without the module overhead); None if a block is not a plain Block."""
+        ws = [block_weights(b) for b in self.blocks]
+        if any(w is None for w in ws) or self.training:
+            return None
+        emb, norm, head = self.tok_emb.weight, self.norm, self.lm_head.weight
+        rope = torch.complex(self.rope_cos, self.rope_sin)
+
+        def step(tokens, cache):
+            x, r, signals = F.embedding(tokens, emb), rope[cache.pos], cache.signals
+            for i, w in enumerate(ws):
+                if signals is not None:
+                    x = x + signals[i, :, 0].to(x.dtype)
+                x = block_step(w, x, r, cache, i)
+            cache.pos += 1
+            return F.linear(norm(x), head)
+        return step
 
 
 # --------------------------------------------------------------------------- tokenizer

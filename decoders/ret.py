@@ -16,11 +16,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.ao.quantization import quantize_dynamic
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import Block, EmbeddingToTextBridge, KVCache, RMSNorm, generate, init_weights, precompute_rope
+from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights, generate, init_weights,
+                          precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
@@ -94,6 +96,23 @@ class RET(nn.Module):
         if cache is not None:
             cache.pos = start + T
         return self.lm_head(self.norm(x[:, n_prefix:]))
+
+    def decode_step(self):
+        """(tokens [B], cache) -> logits [B, V] for one new byte per row, through `block_step`
+        (what `forward` computes, without the module overhead); None if the block is not a plain Block."""
+        w = block_weights(self.block)
+        if w is None or self.training:
+            return None
+        emb, norm, head, n_loops = self.tok_emb.weight, self.norm, self.lm_head.weight, self.cfg.n_loops
+        rope = torch.complex(self.rope_cos, self.rope_sin)
+
+        def step(tokens, cache):
+            x, r = F.embedding(tokens, emb), rope[cache.pos]
+            for i in range(n_loops):
+                x = block_step(w, x, r, cache, i)
+            cache.pos += 1
+            return F.linear(norm(x), head)
+        return step
 
 
 # --------------------------------------------------------------------------- tokenizer

@@ -3,12 +3,15 @@
     RMSNorm, precompute_rope / apply_rotary_emb, GatedFeedForward (SwiGLU, GeGLU, GLU, paGated),
     Attention (with a KV cache), Block (pre-norm attention + gated FFN),
     EmbeddingToTextBridge (768-d embedding -> prefix vectors, optional per-layer signals),
-    KVCache, generate (batched sampling with the cache).
+    KVCache (static), generate (batched sampling with the cache),
+    block_weights / block_step (Block for one new token, without the module overhead).
 
 A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 `forward(tokens, emb=None, cache=None) -> logits [B, T, V]` for the token positions: with
 `emb`, the bridge's prefix goes before the tokens; with a cache, a later call continues
-where the last one stopped.
+where the last one stopped. It may also have `decode_step()`, returning a function
+`(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`),
+or None; `generate` then uses it after the prefill.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         # x * rsqrt(mean(x^2) + eps) * weight in fp32, in one call (bit-identical to writing it out)
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
 
 
@@ -50,11 +55,13 @@ def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
         x with each (even, odd) channel pair rotated, same shape and dtype.
     """
     # (x1 + i x2) * (cos + i sin) = (x1 cos - x2 sin) + i (x1 sin + x2 cos): one complex product
-    x32 = x.float()
-    if x32.storage_offset() % 2 or any(st % 2 for st in x32.stride()[:-1]) or x32.stride(-1) != 1:
-        x32 = x32.contiguous()  # a complex view needs the pairs adjacent and aligned
-    pairs = torch.view_as_complex(x32.unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2).to(x.dtype)
+    x32 = x if x.dtype == torch.float32 else x.float()
+    try:
+        pairs = torch.view_as_complex(x32.view(x32.shape[:-1] + (-1, 2)))
+    except RuntimeError:  # a complex view needs each pair adjacent and aligned: copy first
+        pairs = torch.view_as_complex(x32.contiguous().view(x32.shape[:-1] + (-1, 2)))
+    y = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 class KVCache:
@@ -147,18 +154,19 @@ class GatedFeedForward(nn.Module):
     def alpha(self) -> torch.Tensor:
         return torch.sigmoid(self.alpha_logit)
 
-    def forward(self, x):
-        g = self.gate_proj(x)
+    def activate(self, g):
+        """The gate's activation, applied to gate_proj(x)."""
         if self.kind == "swiglu":
-            g = F.silu(g)
-        elif self.kind == "geglu":
-            g = F.gelu(g)
-        elif self.kind == "glu":
-            g = torch.sigmoid(g)
-        else:
-            a = self.alpha.to(g.dtype)
-            g = a * F.silu(g) + (1 - a)
-        return self.down_proj(self.up_proj(x) * g)
+            return F.silu(g)
+        if self.kind == "geglu":
+            return F.gelu(g)
+        if self.kind == "glu":
+            return torch.sigmoid(g)
+        a = self.alpha.to(g.dtype)
+        return a * F.silu(g) + (1 - a)
+
+    def forward(self, x):
+        return self.down_proj(self.up_proj(x) * self.activate(self.gate_proj(x)))
 
 
 class Block(nn.Module):
@@ -237,6 +245,7 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     B = emb.shape[0]
     gen = make_generator(sampling.seed, device)
     cache = model.new_cache()
+    step = model.decode_step() if hasattr(model, "decode_step") else None
     logits = model(torch.full((B, 1), bos_id, dtype=torch.long, device=device), emb=emb, cache=cache)[:, -1]
     step_logits, tokens = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -247,7 +256,8 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
         done |= nxt == eos_id
         if t == limit - 1 or done.all():
             break
-        logits = model(nxt[:, None], cache=cache)[:, -1]  # a finished row's later tokens are dropped below
+        # one token per row; a finished row's later tokens are dropped below
+        logits = step(nxt, cache) if step is not None else model(nxt[:, None], cache=cache)[:, -1]
     return _finish(torch.stack(tokens, 1), torch.stack(step_logits, 1), eos_id)
 
 
@@ -260,3 +270,48 @@ def _finish(tokens: torch.Tensor, logits: torch.Tensor, eos_id: int) -> tuple[li
     total = logp.cumsum(1).gather(1, (length - 1)[:, None]).squeeze(1)
     seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in tokens.tolist()]
     return seqs, (total / length).tolist()
+
+
+# --------------------------------------------------------------------------- one-token step
+# Through the modules, one new token costs ~150 aten calls per block (composite linear and
+# matmul on 3-d inputs, reshapes, module calls); at these sizes the calls, not the arithmetic,
+# take most of a CPU step. `block_step` is `Block.forward` for one new token per row, on 2-d
+# rows [B, C] and the static cache, in ~15 calls. `block_weights` returns None for a block it
+# does not know (a subclass, other parts, quantised linears): the model then keeps the module
+# path. tests/test_generative.py and tests/test_ret.py check that both paths give the same tokens.
+
+_PLAIN_BLOCK = {"attn_norm": RMSNorm, "attn": Attention, "ffn_norm": RMSNorm, "ffn": GatedFeedForward,
+                "drop": nn.Dropout}
+
+
+def block_weights(block: nn.Module) -> tuple | None:
+    """The parts `block_step` reads (weights as transposed views, so they follow in-place updates),
+    or None when `block` is not a plain pre-norm `Block` in eval mode."""
+    if (type(block) is not Block or block.training
+            or {n: type(m) for n, m in block._modules.items()} != _PLAIN_BLOCK):
+        return None
+    attn, ffn = block.attn, block.ffn
+    linears = (attn.qkv, attn.out, ffn.gate_proj, ffn.up_proj, ffn.down_proj)
+    if any(type(lin) is not nn.Linear or lin.bias is not None for lin in linears):
+        return None
+    return (block.attn_norm.weight, block.attn_norm.eps, attn.n_heads, *(lin.weight.t() for lin in linears),
+            block.ffn_norm.weight, block.ffn_norm.eps, ffn.activate)
+
+
+def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
+    """`Block.forward` for one new token per row: x [B, C] at position `cache.pos` -> [B, C].
+
+    rope: the complex rotation of that position, [head_dim // 2] (cos + i sin).
+    """
+    attn_norm, attn_eps, H, qkv_t, out_t, gate_t, up_t, down_t, ffn_norm, ffn_eps, activate = w
+    B, C = x.shape
+    D, pos = C // H, cache.pos
+    qkv = torch.mm(F.rms_norm(x, (C,), attn_norm, attn_eps), qkv_t)
+    qk = torch.view_as_real(torch.view_as_complex(qkv[:, :2 * C].view(B, 2, H, D // 2, 2)) * rope)
+    cache.k[slot, :, :, pos] = qk[:, 1].view(B, H, D)
+    cache.v[slot, :, :, pos] = qkv[:, 2 * C:].view(B, H, D)
+    y = F.scaled_dot_product_attention(qk[:, 0].view(B, H, 1, D), cache.k[slot, :, :, :pos + 1],
+                                       cache.v[slot, :, :, :pos + 1])
+    x = torch.addmm(x, y.view(B, C), out_t)
+    h = F.rms_norm(x, (C,), ffn_norm, ffn_eps)
+    return torch.addmm(x, torch.mm(h, up_t) * activate(torch.mm(h, gate_t)), down_t)
