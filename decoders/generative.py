@@ -23,7 +23,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
 from .transformer import (GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights, generate,
-                          init_weights, precompute_rope)
+                          head_weights, init_weights, precompute_rope, rms_scale)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "generative"
@@ -117,7 +117,7 @@ class GenerativeDecoderModel(nn.Module):
         ws = [block_weights(b) for b in self.blocks]
         if any(w is None for w in ws) or self.training:
             return None
-        emb, norm, head = self.tok_emb.weight, self.norm, self.lm_head.weight
+        emb, (head, c) = self.tok_emb.weight, head_weights(self.norm, self.lm_head)
         rope = torch.complex(self.rope_cos, self.rope_sin)
 
         def step(tokens, cache):
@@ -127,7 +127,7 @@ class GenerativeDecoderModel(nn.Module):
                     x = x + signals[i, :, 0].to(x.dtype)
                 x = block_step(w, x, r, cache, i)
             cache.pos += 1
-            return F.linear(norm(x), head)
+            return torch.mm(x, head).div_(rms_scale(x, c))
         return step
 
 

@@ -21,8 +21,8 @@ from torch.ao.quantization import quantize_dynamic
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights, generate, init_weights,
-                          precompute_rope)
+from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights, generate,
+                          head_weights, init_weights, precompute_rope, rms_scale)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
@@ -103,7 +103,7 @@ class RET(nn.Module):
         w = block_weights(self.block)
         if w is None or self.training:
             return None
-        emb, norm, head, n_loops = self.tok_emb.weight, self.norm, self.lm_head.weight, self.cfg.n_loops
+        emb, (head, c), n_loops = self.tok_emb.weight, head_weights(self.norm, self.lm_head), self.cfg.n_loops
         rope = torch.complex(self.rope_cos, self.rope_sin)
 
         def step(tokens, cache):
@@ -111,7 +111,7 @@ class RET(nn.Module):
             for i in range(n_loops):
                 x = block_step(w, x, r, cache, i)
             cache.pos += 1
-            return F.linear(norm(x), head)
+            return torch.mm(x, head).div_(rms_scale(x, c))
         return step
 
 

@@ -284,9 +284,23 @@ _PLAIN_BLOCK = {"attn_norm": RMSNorm, "attn": Attention, "ffn_norm": RMSNorm, "f
                 "drop": nn.Dropout}
 
 
+def _kept(owner: nn.Module, name: str, params: list[torch.Tensor], build):
+    """build(), kept on `owner` until one of `params` is replaced or changed in place."""
+    key = tuple((p.data_ptr(), p._version) for p in params)
+    hit = owner.__dict__.get(name)
+    if hit is None or hit[0] != key:
+        hit = owner.__dict__[name] = (key, build())
+    return hit[1]
+
+
 def block_weights(block: nn.Module) -> tuple | None:
-    """The parts `block_step` reads (weights as transposed views, so they follow in-place updates),
-    or None when `block` is not a plain pre-norm `Block` in eval mode."""
+    """What `block_step` reads, or None when `block` is not a plain pre-norm `Block` in eval mode.
+
+    Each RMSNorm's weight and sqrt(C) are folded into the matrix after it (the norm's scalar
+    1 / sqrt(mean(x^2) + eps) commutes with the product), gate and up are one matrix, and every
+    matrix is stored transposed and contiguous for `torch.mm`. The copies are kept on the block
+    and built again when a weight changes (training) or moves (`.to`).
+    """
     if (type(block) is not Block or block.training
             or {n: type(m) for n, m in block._modules.items()} != _PLAIN_BLOCK):
         return None
@@ -294,24 +308,48 @@ def block_weights(block: nn.Module) -> tuple | None:
     linears = (attn.qkv, attn.out, ffn.gate_proj, ffn.up_proj, ffn.down_proj)
     if any(type(lin) is not nn.Linear or lin.bias is not None for lin in linears):
         return None
-    return (block.attn_norm.weight, block.attn_norm.eps, attn.n_heads, *(lin.weight.t() for lin in linears),
-            block.ffn_norm.weight, block.ffn_norm.eps, ffn.activate)
+    return _kept(block, "_step_weights", list(block.parameters()), lambda: _fold_block(block))
+
+
+def head_weights(norm: RMSNorm, head: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(matrix, c) with logits = mm(x, matrix) / rms_scale(x, c) = head(norm(x)): the final norm folded in."""
+    def build():
+        C = head.in_features
+        return ((head.weight * (norm.weight * C ** 0.5)).t().contiguous(),
+                head.weight.new_tensor(C * norm.eps).sqrt())
+    return _kept(head, "_step_weights", [norm.weight, head.weight], build)
+
+
+def _fold_block(block: Block) -> tuple:
+    attn, ffn = block.attn, block.ffn
+    C = attn.qkv.in_features
+    qkv_t = (attn.qkv.weight * (block.attn_norm.weight * C ** 0.5)).t().contiguous()
+    gate_up = torch.cat([ffn.gate_proj.weight, ffn.up_proj.weight])
+    gate_up_t = (gate_up * (block.ffn_norm.weight * C ** 0.5)).t().contiguous()
+    eps = qkv_t.new_tensor([C * block.attn_norm.eps, C * block.ffn_norm.eps]).sqrt()
+    return (attn.n_heads, qkv_t, attn.out.weight.t().contiguous(), gate_up_t, ffn.down_proj.weight.t().contiguous(),
+            eps[0], eps[1], ffn.gate_proj.out_features, ffn.activate)
+
+
+def rms_scale(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum(x^2) + c^2) per row: RMSNorm's divisor times sqrt(C), for c = sqrt(C * eps)."""
+    return torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), c)
 
 
 def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
     """`Block.forward` for one new token per row: x [B, C] at position `cache.pos` -> [B, C].
 
-    rope: the complex rotation of that position, [head_dim // 2] (cos + i sin).
+    w: from `block_weights`; rope: the complex rotation of that position, [head_dim // 2] (cos + i sin).
     """
-    attn_norm, attn_eps, H, qkv_t, out_t, gate_t, up_t, down_t, ffn_norm, ffn_eps, activate = w
+    H, qkv_t, out_t, gate_up_t, down_t, attn_c, ffn_c, hidden, activate = w
     B, C = x.shape
     D, pos = C // H, cache.pos
-    qkv = torch.mm(F.rms_norm(x, (C,), attn_norm, attn_eps), qkv_t)
+    qkv = torch.mm(x, qkv_t).div_(rms_scale(x, attn_c))
     qk = torch.view_as_real(torch.view_as_complex(qkv[:, :2 * C].view(B, 2, H, D // 2, 2)) * rope)
-    cache.k[slot, :, :, pos] = qk[:, 1].view(B, H, D)
-    cache.v[slot, :, :, pos] = qkv[:, 2 * C:].view(B, H, D)
-    y = F.scaled_dot_product_attention(qk[:, 0].view(B, H, 1, D), cache.k[slot, :, :, :pos + 1],
-                                       cache.v[slot, :, :, :pos + 1])
+    k, v = cache.k[slot], cache.v[slot]
+    k[:, :, pos] = qk[:, 1].view(B, H, D)
+    v[:, :, pos] = qkv[:, 2 * C:].view(B, H, D)
+    y = F.scaled_dot_product_attention(qk[:, 0].view(B, H, 1, D), k.narrow(2, 0, pos + 1), v.narrow(2, 0, pos + 1))
     x = torch.addmm(x, y.view(B, C), out_t)
-    h = F.rms_norm(x, (C,), ffn_norm, ffn_eps)
-    return torch.addmm(x, torch.mm(h, up_t) * activate(torch.mm(h, gate_t)), down_t)
+    gu = torch.mm(x, gate_up_t).div_(rms_scale(x, ffn_c))
+    return torch.addmm(x, activate(gu[:, :hidden]) * gu[:, hidden:], down_t)
