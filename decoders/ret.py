@@ -3,9 +3,9 @@
 No tokenizer: the vocabulary is the 256 byte values plus <pad>, <bos>, <eos>. One
 transformer block is applied `n_loops` times with the same weights, embeddings are
 tied, and the 768-d input enters through an `EmbeddingToTextBridge` (prefix vectors
-only). `ret-int8` is the same checkpoint with its linear layers dynamically quantised
-to int8. The parts are in `decoders/transformer.py`; the checkpoint format in
-`decoders/checkpoint.py`.
+only). The parts are in `decoders/transformer.py`; the checkpoint format in
+`decoders/checkpoint.py`. (An int8 variant was measured and dropped: on the CPUs here it is
+slower than fp32, see assets/ret/MODEL_CARD.md.)
 
     sequence:  [p_1 .. p_k] <bos> b_1 .. b_n      ->  predicts  b_1 .. b_n <eos>
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.ao.quantization import quantize_dynamic
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
@@ -170,12 +169,6 @@ class RETDecoder(Decoder):
         return [[Decoded(texts[i * k + j], scores[i * k + j]) for j in range(k)] for i in range(x.shape[0])]
 
 
-def quantize_int8(model: RET) -> nn.Module:
-    """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on the fly).
-    lm_head is an nn.Linear too: it gets its own int8 copy of the (tied) embedding table."""
-    return quantize_dynamic(model.to("cpu").eval(), {nn.Linear}, dtype=torch.qint8)
-
-
 def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[RET, ByteTokenizer]:
     """(model, tokenizer) from a checkpoint folder (decoders/checkpoint.py)."""
     return checkpoint.load(directory, KIND, RETConfig, RET, ByteTokenizer, device)
@@ -184,11 +177,3 @@ def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[RET, B
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
     return RETDecoder(load_model(directory, device)[0], device)
 
-
-def load_int8(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
-    if device != "cpu":
-        raise ValueError(f"ret-int8 runs on the CPU only (dynamic int8 quantisation), got device {device!r}")
-    model = load_model(directory, "cpu")[0]
-    dec = RETDecoder(quantize_int8(model), "cpu", n_params=model.num_parameters())
-    dec.name = "ret-int8"
-    return dec
