@@ -25,7 +25,6 @@ DECODERS: dict[str, DecoderSpec] = {
     "phrase-bank": DecoderSpec("decoders.phrase_bank:load", True, "nearest phrase of a FAISS index over the corpus"),
     "generative": DecoderSpec("decoders.generative:load", True, "compact RMSNorm/RoPE/gated transformer, BPE"),
     "ret": DecoderSpec("decoders.ret:load", True, "byte-level transformer, one shared block looped"),
-    "ret-int8": DecoderSpec("decoders.ret:load_int8", False, "ret with dynamically quantised int8 linear layers"),
     "hybrid": DecoderSpec("decoders.hybrid:load", True, "candidates re-encoded by the encoder, corrected with its feedback"),
     "generative-l": DecoderSpec("decoders.generative:load_large", False,
                                 "the generative decoder at 27M parameters: reference point and distillation teacher"),

@@ -4,9 +4,10 @@ No tokenizer: the vocabulary is the 256 byte values plus <pad>, <bos>, <eos>. On
 transformer block is applied `n_loops` times with the same weights, embeddings are
 tied, and the 768-d input enters through an `EmbeddingToTextBridge`: prefix vectors
 (`conditioning="prefix"`), adaLN-Zero modulation of the shared block from the bridge's
-hidden vector (`"adaln"`, the same modulation at every loop), or both. `ret-int8` is the same checkpoint with its linear layers dynamically quantised
-to int8. The parts are in `decoders/transformer.py`; the checkpoint format in
-`decoders/checkpoint.py`.
+hidden vector (`"adaln"`, the same modulation at every loop), or both. The parts are in
+`decoders/transformer.py`; the checkpoint format in `decoders/checkpoint.py`. (An int8
+variant was measured and dropped: on the CPUs here it is slower than fp32, see
+assets/ret/MODEL_CARD.md.)
 
     sequence:  [p_1 .. p_k] <bos> b_1 .. b_n      ->  predicts  b_1 .. b_n <eos>
 """
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torch.ao.quantization import quantize_dynamic
+import torch.nn.functional as F
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, check_conditioning, generate, init_weights,
-                          precompute_rope)
+from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights,
+                          check_conditioning, generate, head_weights, init_weights, precompute_rope, rms_scale)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
@@ -83,7 +84,7 @@ class RET(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
     def new_cache(self) -> KVCache:
-        return KVCache(self.cfg.n_loops)  # one slot per application of the block
+        return KVCache(self.cfg.n_loops, self.cfg.n_prefix + self.cfg.max_len)  # one slot per application of the block
 
     def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
         x = self.tok_emb(tokens)
@@ -108,6 +109,23 @@ class RET(nn.Module):
         if cache is not None:
             cache.pos = start + T
         return self.lm_head(self.norm(x[:, n_prefix:]))
+
+    def decode_step(self):
+        """(tokens [B], cache) -> logits [B, V] for one new byte per row, through `block_step`
+        (what `forward` computes, without the module overhead); None if the block is not a plain Block."""
+        w = block_weights(self.block)
+        if w is None or self.training:
+            return None
+        emb, (head, c), n_loops = self.tok_emb.weight, head_weights(self.norm, self.lm_head), self.cfg.n_loops
+        rope = torch.complex(self.rope_cos, self.rope_sin)
+
+        def step(tokens, cache):
+            x, r = F.embedding(tokens, emb), rope[cache.pos]
+            for i in range(n_loops):
+                x = block_step(w, x, r, cache, i)
+            cache.pos += 1
+            return torch.mm(x, head).div_(rms_scale(x, c))
+        return step
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -165,12 +183,6 @@ class RETDecoder(Decoder):
         return [[Decoded(texts[i * k + j], scores[i * k + j]) for j in range(k)] for i in range(x.shape[0])]
 
 
-def quantize_int8(model: RET) -> nn.Module:
-    """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on the fly).
-    lm_head is an nn.Linear too: it gets its own int8 copy of the (tied) embedding table."""
-    return quantize_dynamic(model.to("cpu").eval(), {nn.Linear}, dtype=torch.qint8)
-
-
 def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[RET, ByteTokenizer]:
     """(model, tokenizer) from a checkpoint folder (decoders/checkpoint.py)."""
     return checkpoint.load(directory, KIND, RETConfig, RET, ByteTokenizer, device)
@@ -179,11 +191,3 @@ def load_model(directory: Path = ASSET_DIR, device: str = "cpu") -> tuple[RET, B
 def load(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
     return RETDecoder(load_model(directory, device)[0], device)
 
-
-def load_int8(device: str = "cpu", directory: Path = ASSET_DIR) -> RETDecoder:
-    if device != "cpu":
-        raise ValueError(f"ret-int8 runs on the CPU only (dynamic int8 quantisation), got device {device!r}")
-    model = load_model(directory, "cpu")[0]
-    dec = RETDecoder(quantize_int8(model), "cpu", n_params=model.num_parameters())
-    dec.name = "ret-int8"
-    return dec

@@ -3,8 +3,9 @@
     RMSNorm, precompute_rope / apply_rotary_emb, GatedFeedForward (SwiGLU, GeGLU, GLU, paGated),
     Attention (with a KV cache), Block (pre-norm attention + gated FFN, optionally adaLN-Zero
     modulated by a conditioning vector), EmbeddingToTextBridge (768-d embedding -> hidden vector,
-    prefix vectors, optional per-layer signals), KVCache, generate (batched sampling with the
-    cache), beam_search (batched beam search with the cache).
+    prefix vectors, optional per-layer signals), KVCache (static), generate (batched sampling with the cache),
+    beam_search (batched beam search with the cache), block_weights / block_step (Block for one
+    new token, without the module overhead; plain blocks only, adaLN blocks use the module path).
 
 How the embedding reaches the blocks (`conditioning` in the model configs):
     prefix        k prefix vectors before the text (+ optional per-layer signals): the round-1 bridge
@@ -15,7 +16,9 @@ How the embedding reaches the blocks (`conditioning` in the model configs):
 A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 `forward(tokens, emb=None, cache=None) -> logits [B, T, V]` for the token positions: with
 `emb`, the bridge's prefix goes before the tokens; with a cache, a later call continues
-where the last one stopped.
+where the last one stopped. It may also have `decode_step()`, returning a function
+`(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`),
+or None; `generate` then uses it after the prefill.
 """
 from __future__ import annotations
 
@@ -47,10 +50,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight * x).to(dtype)
+        # x * rsqrt(mean(x^2) + eps) * weight in fp32, in one call (bit-identical to writing it out)
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps).to(x.dtype)
 
 
 def precompute_rope(head_dim: int, max_len: int, theta: float = 10000.0):
@@ -61,38 +64,58 @@ def precompute_rope(head_dim: int, max_len: int, theta: float = 10000.0):
 
 
 def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels of x [B, H, T, D] by position-dependent angles.
+    """Rotate pairs of channels of x [..., T, D] by position-dependent angles.
 
     Args:
-        x: queries or keys, [batch, heads, time, head_dim].
+        x: queries or keys, [batch, heads, time, head_dim] (or queries and keys stacked in front).
         cos, sin: [time, head_dim // 2] for the positions of x.
     Returns:
         x with each (even, odd) channel pair rotated, same shape and dtype.
     """
-    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
-    y1 = x1 * cos - x2 * sin
-    y2 = x1 * sin + x2 * cos
-    return torch.stack((y1, y2), dim=-1).flatten(-2).to(x.dtype)
+    # (x1 + i x2) * (cos + i sin) = (x1 cos - x2 sin) + i (x1 sin + x2 cos): one complex product
+    x32 = x if x.dtype == torch.float32 else x.float()
+    try:
+        pairs = torch.view_as_complex(x32.view(x32.shape[:-1] + (-1, 2)))
+    except RuntimeError:  # a complex view needs each pair adjacent and aligned: copy first
+        pairs = torch.view_as_complex(x32.contiguous().view(x32.shape[:-1] + (-1, 2)))
+    y = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 class KVCache:
     """Keys and values of the positions seen so far, one slot per block application.
 
-    `update(i, k, v)` appends the new positions of slot i and returns all of them; `pos` is the
-    number of positions (prefix included) already in the cache; `signals` keeps the per-layer
-    conditioning computed on the first call, for the later ones.
+    Static: the buffers [n_slots, B, H, max_len, D] are allocated once, at the first `update`
+    (the prefill), and every later position is written in place, so a decode step neither
+    allocates nor copies the past. `update(i, k, v)` writes the new positions of slot i at
+    `pos` and returns views of all positions so far; the model advances `pos` after its last
+    slot. `signals` keeps the per-layer conditioning computed on the first call, for the later
+    ones. Without `max_len`, the buffers start at the prefill's length and double when full.
     """
 
-    def __init__(self, n_slots: int):
-        self.kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_slots
+    def __init__(self, n_slots: int, max_len: int | None = None):
+        self.n_slots, self.max_len = n_slots, max_len
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
         self.pos = 0
         self.signals: torch.Tensor | None = None
 
+    def _allocate(self, like: torch.Tensor, length: int) -> None:
+        B, H, _, D = like.shape
+        k, v = like.new_zeros(self.n_slots, B, H, length, D), like.new_zeros(self.n_slots, B, H, length, D)
+        if self.k is not None:  # growing (no max_len): keep what is there
+            k[:, :, :, :self.pos], v[:, :, :, :self.pos] = self.k[:, :, :, :self.pos], self.v[:, :, :, :self.pos]
+        self.k, self.v = k, v
+
     def update(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kv[i] is not None:
-            k, v = torch.cat([self.kv[i][0], k], dim=2), torch.cat([self.kv[i][1], v], dim=2)
-        self.kv[i] = (k, v)
-        return k, v
+        end = self.pos + k.shape[2]
+        if self.k is None or end > self.k.shape[3]:
+            if self.max_len is not None and end > self.max_len:
+                raise ValueError(f"the KV cache holds {self.max_len} positions, {end} were asked for")
+            self._allocate(k, self.max_len or max(2 * end, 64))
+        self.k[i, :, :, self.pos:end] = k
+        self.v[i, :, :, self.pos:end] = v
+        return self.k[i, :, :, :end], self.v[i, :, :, :end]
 
 
 class Attention(nn.Module):
@@ -105,8 +128,9 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary_emb(q, cos, sin), apply_rotary_emb(k, cos, sin)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary_emb(qkv[:2], cos, sin)  # queries and keys rotated together
+        v = qkv[2]
         if cache is not None:
             k, v = cache.update(slot, k, v)
         S = k.shape[2]  # positions attended to: the cached ones, then these T
@@ -148,18 +172,19 @@ class GatedFeedForward(nn.Module):
     def alpha(self) -> torch.Tensor:
         return torch.sigmoid(self.alpha_logit)
 
-    def forward(self, x):
-        g = self.gate_proj(x)
+    def activate(self, g):
+        """The gate's activation, applied to gate_proj(x)."""
         if self.kind == "swiglu":
-            g = F.silu(g)
-        elif self.kind == "geglu":
-            g = F.gelu(g)
-        elif self.kind == "glu":
-            g = torch.sigmoid(g)
-        else:
-            a = self.alpha.to(g.dtype)
-            g = a * F.silu(g) + (1 - a)
-        return self.down_proj(self.up_proj(x) * g)
+            return F.silu(g)
+        if self.kind == "geglu":
+            return F.gelu(g)
+        if self.kind == "glu":
+            return torch.sigmoid(g)
+        a = self.alpha.to(g.dtype)
+        return a * F.silu(g) + (1 - a)
+
+    def forward(self, x):
+        return self.down_proj(self.up_proj(x) * self.activate(self.gate_proj(x)))
 
 
 class AdaLNModulation(nn.Module):
@@ -253,10 +278,14 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.proj.bias)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: int, eos_id: int,
              max_new_tokens: int | None = None) -> tuple[list[list[int]], list[float]]:
-    """Batched generation with a KV cache.
+    """Batched generation with a static KV cache.
+
+    The prefix and <bos> go through the model in one pass (the prefill), then one token per
+    step. A step only samples and checks for <eos>; the log-probabilities are computed once,
+    after the loop, from the logits of every step.
 
     Args:
         model: a token model (see the module docstring).
@@ -266,7 +295,7 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
         max_new_tokens: length cap (default `sampling.max_new_tokens`), at most `model.cfg.max_len - 1`.
     Returns:
         token ids of each sequence (without bos/eos), and its mean log-probability under the
-        model (of the chosen tokens, untempered).
+        model (of the chosen tokens, <eos> included, untempered).
     """
     device = emb.device
     limit = min(max_new_tokens or sampling.max_new_tokens, model.cfg.max_len - 1)
@@ -274,34 +303,39 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     B = emb.shape[0]
     gen = make_generator(sampling.seed, device)
     cache = model.new_cache()
+    step = model.decode_step() if hasattr(model, "decode_step") else None
     logits = model(torch.full((B, 1), bos_id, dtype=torch.long, device=device), emb=emb, cache=cache)[:, -1]
-    out = torch.zeros(B, limit, dtype=torch.long, device=device)
-    logp_sum = torch.zeros(B, device=device)
-    length = torch.zeros(B, dtype=torch.long, device=device)
+    step_logits, tokens = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(limit):
-        logits = logits.float()
-        nxt = sample_next_token(logits, sampling, gen)
-        lp = torch.log_softmax(logits, dim=-1).gather(1, nxt[:, None]).squeeze(1)
-        logp_sum += torch.where(done, 0.0, lp)
-        length += (~done).long()
-        nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-        out[:, t] = nxt
+        nxt = sample_next_token(logits.float(), sampling, gen)
+        step_logits.append(logits)
+        tokens.append(nxt)
         done |= nxt == eos_id
-        if done.all() or t == limit - 1:
+        if t == limit - 1 or done.all():
             break
-        logits = model(nxt[:, None], cache=cache)[:, -1]
-    seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
-    scores = (logp_sum / length.clamp(min=1)).tolist()
-    return seqs, scores
+        # one token per row; a finished row's later tokens are dropped below
+        logits = step(nxt, cache) if step is not None else model(nxt[:, None], cache=cache)[:, -1]
+    return _finish(torch.stack(tokens, 1), torch.stack(step_logits, 1), eos_id)
+
+
+def _finish(tokens: torch.Tensor, logits: torch.Tensor, eos_id: int) -> tuple[list[list[int]], list[float]]:
+    """Sequences cut at their first <eos>, and their mean log-probability up to it (<eos> included)."""
+    n = tokens.shape[1]
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(2, tokens[..., None]).squeeze(2)  # [B, n]
+    is_eos = tokens == eos_id
+    length = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, n)  # steps up to the first <eos>
+    total = logp.cumsum(1).gather(1, (length - 1)[:, None]).squeeze(1)
+    seqs = [row[: row.index(eos_id)] if eos_id in row else row for row in tokens.tolist()]
+    return seqs, (total / length).tolist()
+
 
 
 def _reorder_cache(cache: KVCache, index: torch.Tensor) -> None:
     """Keep cache rows `index` (beam search: each new beam continues an old one). Per-row
     conditioning in `cache.signals` needs no reordering: beams only move within their own row."""
-    for i, kv in enumerate(cache.kv):
-        if kv is not None:
-            cache.kv[i] = (kv[0].index_select(0, index), kv[1].index_select(0, index))
+    if cache.k is not None:   # static buffers [slots, B, H, T, D]: reorder the batch dimension
+        cache.k, cache.v = cache.k.index_select(1, index), cache.v.index_select(1, index)
 
 
 @torch.no_grad()
@@ -373,3 +407,86 @@ def beam_search(model: nn.Module, emb: torch.Tensor, beam_size: int, bos_id: int
                     finished[n].append((scores[n, j].item() / tokens.shape[1] ** length_penalty, tokens[n * K + j].tolist()))
     best = [max(f, key=lambda h: h[0]) for f in finished]
     return [ids for _, ids in best], [s for s, _ in best]
+
+
+# --------------------------------------------------------------------------- one-token step
+# Through the modules, one new token costs ~150 aten calls per block (composite linear and
+# matmul on 3-d inputs, reshapes, module calls); at these sizes the calls, not the arithmetic,
+# take most of a CPU step. `block_step` is `Block.forward` for one new token per row, on 2-d
+# rows [B, C] and the static cache, in ~15 calls. `block_weights` returns None for a block it
+# does not know (a subclass, other parts, quantised linears): the model then keeps the module
+# path. tests/test_generative.py and tests/test_ret.py check that both paths give the same tokens.
+
+_PLAIN_BLOCK = {"attn_norm": RMSNorm, "attn": Attention, "ffn_norm": RMSNorm, "ffn": GatedFeedForward,
+                "drop": nn.Dropout}
+
+
+def _kept(owner: nn.Module, name: str, params: list[torch.Tensor], build):
+    """build(), kept on `owner` until one of `params` is replaced or changed in place."""
+    key = tuple((p.data_ptr(), p._version) for p in params)
+    hit = owner.__dict__.get(name)
+    if hit is None or hit[0] != key:
+        hit = owner.__dict__[name] = (key, build())
+    return hit[1]
+
+
+def block_weights(block: nn.Module) -> tuple | None:
+    """What `block_step` reads, or None when `block` is not a plain pre-norm `Block` in eval mode.
+
+    Each RMSNorm's weight and sqrt(C) are folded into the matrix after it (the norm's scalar
+    1 / sqrt(mean(x^2) + eps) commutes with the product), gate and up are one matrix, and every
+    matrix is stored transposed and contiguous for `torch.mm`. The copies are kept on the block
+    and built again when a weight changes (training) or moves (`.to`).
+    """
+    if (type(block) is not Block or block.training
+            or {n: type(m) for n, m in block._modules.items()} != _PLAIN_BLOCK):
+        return None
+    attn, ffn = block.attn, block.ffn
+    linears = (attn.qkv, attn.out, ffn.gate_proj, ffn.up_proj, ffn.down_proj)
+    if any(type(lin) is not nn.Linear or lin.bias is not None for lin in linears):
+        return None
+    return _kept(block, "_step_weights", list(block.parameters()), lambda: _fold_block(block))
+
+
+def head_weights(norm: RMSNorm, head: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """(matrix, c) with logits = mm(x, matrix) / rms_scale(x, c) = head(norm(x)): the final norm folded in."""
+    def build():
+        C = head.in_features
+        return ((head.weight * (norm.weight * C ** 0.5)).t().contiguous(),
+                head.weight.new_tensor(C * norm.eps).sqrt())
+    return _kept(head, "_step_weights", [norm.weight, head.weight], build)
+
+
+def _fold_block(block: Block) -> tuple:
+    attn, ffn = block.attn, block.ffn
+    C = attn.qkv.in_features
+    qkv_t = (attn.qkv.weight * (block.attn_norm.weight * C ** 0.5)).t().contiguous()
+    gate_up = torch.cat([ffn.gate_proj.weight, ffn.up_proj.weight])
+    gate_up_t = (gate_up * (block.ffn_norm.weight * C ** 0.5)).t().contiguous()
+    eps = qkv_t.new_tensor([C * block.attn_norm.eps, C * block.ffn_norm.eps]).sqrt()
+    return (attn.n_heads, qkv_t, attn.out.weight.t().contiguous(), gate_up_t, ffn.down_proj.weight.t().contiguous(),
+            eps[0], eps[1], ffn.gate_proj.out_features, ffn.activate)
+
+
+def rms_scale(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum(x^2) + c^2) per row: RMSNorm's divisor times sqrt(C), for c = sqrt(C * eps)."""
+    return torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), c)
+
+
+def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, slot: int) -> torch.Tensor:
+    """`Block.forward` for one new token per row: x [B, C] at position `cache.pos` -> [B, C].
+
+    w: from `block_weights`; rope: the complex rotation of that position, [head_dim // 2] (cos + i sin).
+    """
+    H, qkv_t, out_t, gate_up_t, down_t, attn_c, ffn_c, hidden, activate = w
+    B, C = x.shape
+    D, pos = C // H, cache.pos
+    qkv = torch.mm(x, qkv_t).div_(rms_scale(x, attn_c))
+    qk = torch.view_as_real(torch.view_as_complex(qkv[:, :2 * C].view(B, 2, H, D // 2, 2)) * rope)
+    k, v = cache.k[slot], cache.v[slot]
+    k[:, :, pos] = qk[:, 1].view(B, H, D)
+    v[:, :, pos] = qkv[:, 2 * C:].view(B, H, D)
+    y = F.scaled_dot_product_attention(qk[:, 0].view(B, H, 1, D), k.narrow(2, 0, pos + 1), v.narrow(2, 0, pos + 1))
+    x = torch.addmm(x, y.view(B, C), out_t)
+    gu = torch.mm(x, gate_up_t).div_(rms_scale(x, ffn_c))
+    return torch.addmm(x, activate(gu[:, :hidden]) * gu[:, hidden:], down_t)

@@ -36,6 +36,8 @@ summary.csv, one row per decoder, plus a row `encoder (all-mpnet-base-v2)` with 
   empty_outputs              how many outputs were empty (they are scored, see eval/metrics.py)
   p50_ms, p95_ms             latency of decode() on one embedding, ms (encoder: one sentence)
   p50_batch32_ms, p95_batch32_ms   the same for a batch of 32
+  batch32_per_s              throughput at batch 32: 32 / p50_batch32_ms, embeddings (encoder: sentences) per s
+  p50_vs_encoder             p50_ms / the encoder's p50_ms in the same run (the encoder row: 1)
   peak_rss_mb                peak process RSS while loading, decoding and timing this decoder
                              (includes Python, torch and the metric models: see env.json baseline_rss_mb)
   peak_cuda_mb               torch.cuda.max_memory_allocated (CUDA runs only)
@@ -89,7 +91,8 @@ SUMMARY_COLUMNS = [
     "decoder", "device", "threads", "input", "n", "params", "bleu", "sent_bleu", "bertscore_f1",
     "bertscore_f1_std", "cos", "cos_std", "cos_independent", "cos_independent_std", "exact", "token_f1",
     "length_ratio", "distinct_1", "distinct_2", "empty_outputs", "p50_ms", "p95_ms",
-    f"p50_batch{LATENCY_BATCH}_ms", f"p95_batch{LATENCY_BATCH}_ms", "peak_rss_mb", "peak_cuda_mb",
+    f"p50_batch{LATENCY_BATCH}_ms", f"p95_batch{LATENCY_BATCH}_ms", f"batch{LATENCY_BATCH}_per_s", "p50_vs_encoder",
+    "peak_rss_mb", "peak_cuda_mb",
     "load_s", "decode_s", "temperature", "top_k", "top_p", "max_new_tokens", "seed",
     "bertscore_backbone", "bleu_signature",
 ]
@@ -405,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     explicit = args.decoders.strip() not in ("all", "default")
     rows, samples, skipped = measure_decoders(names, explicit, texts, targets, common, args, device)
 
+    if args.latency_runs:
+        for row in (encoder_row, *rows):
+            row["p50_vs_encoder"] = row["p50_ms"] / encoder_row["p50_ms"]
     out.mkdir(parents=True, exist_ok=True)
     summary_df = pd.DataFrame([encoder_row, *rows]).reindex(columns=SUMMARY_COLUMNS)
     summary_df.to_csv(out / "summary.csv", index=False, float_format="%.6g")
@@ -415,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         "decoders_measured": [r["decoder"] for r in rows], "decoders_skipped": skipped})
     (out / "env.json").write_text(json.dumps(env, indent=2) + "\n")
     print(summary_df[["decoder", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact",
-                      "p50_ms", "p95_ms"]].to_string(index=False, float_format="%.3f"))
+                      "p50_ms", "p95_ms", "p50_vs_encoder", f"batch{LATENCY_BATCH}_per_s"]].to_string(
+        index=False, float_format="%.3f"))
     print(f"wrote {out}/summary.csv, samples.csv, env.json")
     return 0
 

@@ -3,7 +3,8 @@
 - `warmup` untimed calls, then `runs` timed calls; p50 and p95 in milliseconds.
 - Timed run i uses input row i (cycling), so the percentiles cover different inputs and
   thus different output lengths, not one sentence timed over and over.
-- "one" = one embedding (or sentence) per call; "batch32" = 32 per call.
+- "one" = one embedding (or sentence) per call; "batch32" = 32 per call; throughput =
+  32 / the batch's p50, embeddings (or sentences) per second.
 - CUDA: torch.cuda.synchronize() before starting and before stopping the clock.
 - CPU: the thread count is set once with torch.set_num_threads and recorded.
 - Peak memory: the process's peak resident set size (RSS) (VmHWM) since `reset_peak_memory()`, which resets
@@ -83,8 +84,13 @@ def decoder_latency(decoder, embeddings: np.ndarray, sampling, runs: int, warmup
     emb = np.asarray(embeddings, dtype=np.float32)
     one = time_calls(lambda i: decoder.decode(emb[_rows(len(emb), i, 1)], sampling), runs, warmup, device)
     many = time_calls(lambda i: decoder.decode(emb[_rows(len(emb), i, batch)], sampling), runs, warmup, device)
+    return _summary(one, many, batch)
+
+
+def _summary(one: np.ndarray, many: np.ndarray, batch: int) -> dict:
     (p50, p95), (b50, b95) = p50_p95(one), p50_p95(many)
-    return {"p50_ms": p50, "p95_ms": p95, f"p50_batch{batch}_ms": b50, f"p95_batch{batch}_ms": b95}
+    return {"p50_ms": p50, "p95_ms": p95, f"p50_batch{batch}_ms": b50, f"p95_batch{batch}_ms": b95,
+            f"batch{batch}_per_s": batch / (b50 / 1000.0)}
 
 
 def encoder_latency(texts: list[str], runs: int, warmup: int, device: str, batch: int = 32) -> dict:
@@ -93,8 +99,7 @@ def encoder_latency(texts: list[str], runs: int, warmup: int, device: str, batch
                      runs, warmup, device)
     many = time_calls(lambda i: encode([texts[j] for j in _rows(len(texts), i, batch)], batch_size=batch,
                                        device=device), runs, warmup, device)
-    (p50, p95), (b50, b95) = p50_p95(one), p50_p95(many)
-    return {"p50_ms": p50, "p95_ms": p95, f"p50_batch{batch}_ms": b50, f"p95_batch{batch}_ms": b95}
+    return _summary(one, many, batch)
 
 
 def rss_peak_is_reset() -> bool:

@@ -19,7 +19,7 @@ from decoders import Sampling, check_decoder_names, get_decoder
 from eval.latency import decoder_latency, resolve_device, set_threads
 
 COLUMNS = ["decoder", "device", "threads", "params", "bleu", "bertscore_f1", "cos", "cos_independent", "exact",
-           "p50_ms", "p95_ms", "p50_batch32_ms", "p95_batch32_ms", "peak_cuda_mb", "max_new_tokens"]
+           "p50_ms", "p95_ms", "p50_batch32_ms", "p95_batch32_ms", "batch32_per_s", "peak_cuda_mb", "max_new_tokens"]
 
 
 def main(argv=None):

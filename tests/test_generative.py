@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+from decoders import assets
 import torch
 
 from decoders import checkpoint, get_decoder
@@ -168,6 +170,7 @@ def test_loading_refuses_another_kind_and_unknown_keys(tmp_path):
         load_model(tmp_path)
     data = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**data, "kind": "generative", "n_loops": 4}))
+    assets.write(tmp_path, "a hand-edited test checkpoint")   # a deliberate edit, recorded
     with pytest.raises(ValueError, match=r"unknown Config key\(s\) \['n_loops'\]"):
         load_model(tmp_path)
 

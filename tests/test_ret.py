@@ -7,11 +7,10 @@ import torch
 from decoders import checkpoint, get_decoder
 from decoders.base import Sampling
 from decoders.corpus import load_split
-from decoders.ret import (ASSET_DIR, KIND, RET, ByteTokenizer, RETConfig, RETDecoder, bytes_to_text, load_model,
-                          quantize_int8)
+from decoders.ret import ASSET_DIR, KIND, RET, ByteTokenizer, RETConfig, RETDecoder, bytes_to_text, load_model
 from decoders.transformer import generate
 from eval.metrics import roundtrip_cosine
-from tools.ret_compression import prune_magnitude
+from tools.ret_compression import prune_magnitude, quantize_int8
 
 TINY = dict(d_model=32, n_heads=2, ffn_hidden=32, n_loops=3, n_prefix=2, bridge_hidden=16, max_len=32)
 
@@ -103,10 +102,11 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(m(x, emb=e), m2(x, emb=e))
 
 
-def test_int8_variant_quantises_linears_and_decodes():
+def test_int8_study_variant_quantises_linears_and_decodes_through_the_module_path():
     m = tiny()
     q = quantize_int8(m)
     assert "quantized" in type(q.block.attn.qkv).__module__
+    assert q.decode_step() is None  # block_step reads plain nn.Linear weights only
     out = RETDecoder(q, n_params=m.num_parameters()).decode(torch.randn(2, 768), Sampling(max_new_tokens=4))
     assert len(out) == 2 and all(isinstance(o[0].text, str) for o in out)
 
@@ -119,12 +119,11 @@ def test_pruning_zeroes_the_requested_share():
     assert not (m.block.ffn.up_proj.weight == 0).any()  # the original is untouched
 
 
-@pytest.mark.parametrize("name, floor", [("ret", 0.33), ("ret-int8", 0.33)])
-def test_shipped_checkpoints_reconstruct_dev_sentences(name, floor, embed):
+def test_shipped_checkpoint_reconstructs_dev_sentences(embed):
     """Greedy outputs on 16 dev sentences (never trained on) are valid UTF-8 and land near their
-    targets (mean round-trip cosine when recorded: ret 0.432, ret-int8 0.434; untrained 0.05-0.07)."""
+    targets (mean round-trip cosine when recorded: 0.432; untrained 0.05-0.07)."""
     e = embed(load_split("dev")[:16])
-    outs = [o[0].text for o in get_decoder(name).decode(e, Sampling())]
+    outs = [o[0].text for o in get_decoder("ret").decode(e, Sampling())]
     for t in outs:
         t.encode("utf-8")
-    assert roundtrip_cosine(outs, e).mean() > floor
+    assert roundtrip_cosine(outs, e).mean() > 0.33
