@@ -198,3 +198,16 @@ def test_hybrid_load_uses_a_corrector_checkpoint_when_there_is_one(tokenizer, tm
     loaded = hybrid.load(cfg=cfg, corrector_dir=tmp_path)
     assert isinstance(loaded.corrector, Corrector) and loaded.corrector.model.cfg == model.cfg
     assert loaded.configured(steps=1).corrector is loaded.corrector
+
+
+def test_the_ablation_runner_scores_each_sentence_alone(tokenizer):
+    from tools.hybrid_ablations import GROUPS, markdown, run
+
+    corr = Corrector(tiny(tokenizer), tokenizer)
+    dec = HybridDecoder(FixedBank(), FixedBank(), corr, HybridConfig(start="bank", steps=1, budget_ms=0), hash_encode)
+    refs = TEXTS[:2] + TEXTS[4:]          # the bank's four candidates are TEXTS[:4]: the last is not among them
+    row = run(dec, refs, hash_encode(refs), max_new_tokens=4)
+    assert row["n"] == 3 and row["exact"] == pytest.approx(2 / 3) and row["cos"] < 0.99
+    assert row["steps"] == pytest.approx(1 / 3) and row["p50_ms"] > 0   # only the third is corrected
+    assert "| base | steps=1 | 3 |" in markdown([{"group": "base", "setting": {"steps": 1}, **row}])
+    assert [s["steps"] for s in GROUPS["steps"]] == [1, 3, 5, 10]
