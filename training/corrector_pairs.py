@@ -290,7 +290,7 @@ def pack_encoder(out: Path, shard_mb: int) -> None:
         elif f.is_dir():
             shutil.copytree(f, out / f.name, dirs_exist_ok=True)
     from transformers import AutoModel
-    AutoModel.from_pretrained(str(src), torch_dtype=torch.bfloat16).save_pretrained(
+    AutoModel.from_pretrained(str(src), dtype=torch.bfloat16).save_pretrained(
         str(out), max_shard_size=f"{shard_mb}MB", safe_serialization=True)
     for f in sorted(out.iterdir()):
         print(f"{f.stat().st_size:>12,}  {f}" if f.is_file() else f"{'':>12}  {f}/")
