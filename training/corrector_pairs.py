@@ -5,7 +5,7 @@
         --device cuda --chunk 8192 --encode-batch 1024                                             # every embedded row
     python -m training.corrector_pairs --out data/corrector_pairs --sources corrector \\
         --corrector assets/corrector --from bank,generative,ret --rows 200000 --device cuda         # second round
-    python -m training.corrector_pairs pack-encoder --out gpu/mpnet --shard-mb 40                  # encoder for a GPU box
+    python -m training.corrector_pairs pack-encoder --out gpu/mpnet --part-mb 50                   # encoder for a GPU box
 
 Targets are train-split rows that are already embedded (data/emb_train.npy), a random
 sample of `--rows` of them (seeded; all of them by default), kept in OUT/targets.npy.
@@ -275,9 +275,12 @@ def encode_source(pairs: PairsDir, name: str, train_texts: list[str], emb: np.nd
 
 # --------------------------------------------------------------------------- command line
 
-def pack_encoder(out: Path, shard_mb: int) -> None:
+def pack_encoder(out: Path, shard_mb: int, part_mb: int | None = None) -> None:
     """all-mpnet-base-v2 in bfloat16 as a sentence-transformers folder with safetensors shards of at
-    most `shard_mb` MB, so that it can travel to a GPU machine in parts (MPNET_DIR=that folder)."""
+    most `shard_mb` MB (the word embeddings, 47 MB, are one tensor and stay whole), so that it can
+    travel to a GPU machine in parts; there, the parts copied into one folder are loaded with
+    MPNET_DIR=that folder. With `part_mb`, the files are also grouped into OUT/part-1, part-2, ...
+    of at most `part_mb` MB each (one per device call)."""
     import shutil
 
     from decoders.encoder import resolve_model_dir
@@ -292,8 +295,21 @@ def pack_encoder(out: Path, shard_mb: int) -> None:
     from transformers import AutoModel
     AutoModel.from_pretrained(str(src), dtype=torch.bfloat16).save_pretrained(
         str(out), max_shard_size=f"{shard_mb}MB", safe_serialization=True)
-    for f in sorted(out.iterdir()):
-        print(f"{f.stat().st_size:>12,}  {f}" if f.is_file() else f"{'':>12}  {f}/")
+    if part_mb:
+        files = sorted((f for f in out.iterdir()), key=lambda f: f.is_file() and f.stat().st_size)
+        parts: list[list[Path]] = [[]]
+        size = lambda f: f.stat().st_size if f.is_file() else sum(g.stat().st_size for g in f.rglob("*"))  # noqa: E731
+        for f in files:
+            if parts[-1] and sum(map(size, parts[-1])) + size(f) > part_mb * 1e6:
+                parts.append([])
+            parts[-1].append(f)
+        for i, group in enumerate(parts, 1):
+            (out / f"part-{i}").mkdir()
+            for f in group:
+                shutil.move(str(f), str(out / f"part-{i}" / f.name))
+    for f in sorted(out.rglob("*")):
+        if f.is_file():
+            print(f"{f.stat().st_size:>12,}  {f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,9 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["pack-encoder"]:
         p = argparse.ArgumentParser(prog="python -m training.corrector_pairs pack-encoder")
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--shard-mb", type=int, default=40)
+        p.add_argument("--shard-mb", type=int, default=40, help="largest safetensors shard")
+        p.add_argument("--part-mb", type=int, default=None, help="group the files into OUT/part-N of at most this size")
         a = p.parse_args(argv[1:])
-        pack_encoder(a.out, a.shard_mb)
+        pack_encoder(a.out, a.shard_mb, a.part_mb)
         return 0
     p = argparse.ArgumentParser(prog="python -m training.corrector_pairs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
