@@ -15,8 +15,8 @@
 Correctors:
   TargetShift  needs no training: decodes e' = normalise(e + correction * (e - ê)) with the
                generative decoder, moving the target away from where the hypothesis landed.
-  Corrector    the trained model in decoders/corrector.py, reading e, ê, e - ê and h (when its
-               checkpoint exists).
+  Corrector    the trained model in decoders/corrector.py, reading e, ê, e - ê and h; `load`
+               uses it when assets/corrector holds a checkpoint, TargetShift otherwise.
 With `feedback=False`, ê is replaced by e (the ablation of vec2text's Table 4).
 
 The result carries its trajectory, `Decoded.extra["trajectory"]`: the best text and its cosine
@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from . import check_decoder_names, get_decoder
+from . import check_decoder_names, corrector, get_decoder
 from .base import Decoded, Decoder, Sampling
 from .encoder import encode as mpnet_encode
 from .sampling import make_generator, sample_next_token
@@ -217,9 +218,12 @@ class HybridDecoder(Decoder):
         return out
 
 
-def load(device: str = "cpu", cfg: HybridConfig | None = None) -> HybridDecoder:
-    """The registered decoders named in `cfg` (loaded once per process by the registry)."""
+def load(device: str = "cpu", cfg: HybridConfig | None = None,
+         corrector_dir: Path = corrector.ASSET_DIR) -> HybridDecoder:
+    """The registered decoders named in `cfg` (loaded once per process by the registry), and the
+    trained corrector when `corrector_dir` holds a checkpoint (TargetShift otherwise)."""
     cfg = cfg or HybridConfig()
     check_decoder_names([n for n in (cfg.bank_decoder, cfg.generative_decoder) if n])
     bank = get_decoder(cfg.bank_decoder, device) if cfg.bank_decoder else None
-    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), cfg=cfg)
+    trained = corrector.load(device, corrector_dir) if corrector.has_checkpoint(corrector_dir) else None
+    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), trained, cfg=cfg)

@@ -1,0 +1,131 @@
+"""Ablations of the hybrid decoder's search (issue 11): one row per setting, on a corpus split.
+
+    python -m tools.hybrid_ablations --split open-dev --limit 200 --out runs/ablations      # every group
+    python -m tools.hybrid_ablations --split open-dev --limit 50 --groups base --corrector none   # TargetShift
+    python -m tools.hybrid_ablations --split open-dev --limit 200 --device cuda --groups steps,beam
+
+Groups (each row changes one HybridConfig field from the base setting, `--set` overrides the base):
+  base      the defaults
+  feedback  feedback=False (ê = e: no encoder feedback)
+  steps     steps 1, 3, 5, 10 with no time budget
+  beam      beam 1, 3, 5 with no time budget
+  start     start from bank, generative, empty
+  budget    budget_ms 500, 1000, 2000
+
+Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
+round-trip cosine (the hybrid's own: all-mpnet-base-v2 of the returned text against the
+target; a row with no candidate at all has no cosine and is counted under "no output"), corpus BLEU and exact match (eval.metrics), the mean number of correction steps run,
+and p50/p95 latency of decode(). The corrector is assets/corrector when it holds a checkpoint,
+else TargetShift; `--corrector DIR|none` picks. Writes OUT/ablations.json and OUT/ablations.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from decoders import Sampling, corrector, hybrid
+from decoders.corpus import SPLITS, load_embedded
+from eval import metrics
+from training.config import parse_key_values
+
+GROUPS = {
+    "base": [{}],
+    "feedback": [{"feedback": False}],
+    "steps": [{"steps": s, "budget_ms": 0} for s in (1, 3, 5, 10)],
+    "beam": [{"beam": b, "budget_ms": 0} for b in (1, 3, 5)],
+    "start": [{"start": s} for s in ("bank", "generative", "empty")],
+    "budget": [{"budget_ms": b} for b in (500, 1000, 2000)],
+}
+
+
+def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray, max_new_tokens: int = 32) -> dict:
+    """Decode each target alone; the summary row."""
+    sampling = Sampling(max_new_tokens=max_new_tokens)
+    decoder.decode(targets[:1], sampling)   # warm-up
+    texts, cos, steps, ms = [], [], [], []
+    for x in targets:
+        t0 = time.perf_counter()
+        d = decoder.decode(x[None], sampling)[0][0]
+        ms.append((time.perf_counter() - t0) * 1000)
+        texts.append(d.text)
+        cos.append(d.score if d.score is not None else float("nan"))
+        steps.append(d.extra["trajectory"][-1]["step"])
+    cos = np.array(cos, dtype=float)
+    return {"n": len(refs), "cos": float(np.nanmean(cos)), "cos_std": float(np.nanstd(cos)),
+            "empty": int(np.isnan(cos).sum()), "bleu": metrics.corpus_bleu(texts, refs)[0],
+            "exact": float(np.mean([metrics.exact_match(h, r) for h, r in zip(texts, refs)])),
+            "steps": float(np.mean(steps)), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "examples": [{"ref": r, "out": h} for r, h in list(zip(refs, texts))[:3]]}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| group | setting | n | cos | BLEU | exact | steps | p50 ms | p95 ms | no output |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "defaults"
+        lines.append(f"| {r['group']} | {setting} | {r['n']} | {r['cos']:.3f} | {r['bleu']:.1f} | {r['exact']:.1%} | "
+                     f"{r['steps']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['empty']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.hybrid_ablations", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", choices=SPLITS, default="open-dev")
+    p.add_argument("--limit", type=int, default=200, help="first N sentences of the split")
+    p.add_argument("--groups", default=",".join(GROUPS), help=f"comma list of {', '.join(GROUPS)}")
+    p.add_argument("--set", dest="base", nargs="*", default=[], metavar="KEY=VALUE", help="base HybridConfig fields")
+    p.add_argument("--corrector", default=None, help="corrector checkpoint folder, or 'none' for TargetShift "
+                   "(default: assets/corrector when it holds one)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    groups = a.groups.split(",")
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        p.error(f"unknown group(s) {bad}; valid groups: {', '.join(GROUPS)}")
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    try:
+        base = hybrid.HybridConfig(**parse_key_values(a.base))
+    except (TypeError, ValueError) as e:
+        p.error(f"--set: {e}")
+    corrector_dir = Path(a.corrector) if a.corrector not in (None, "none") else corrector.ASSET_DIR
+    if a.corrector == "none":
+        corrector_dir = a.out / "no-corrector"   # a folder without a checkpoint: TargetShift
+    elif a.corrector and not corrector.has_checkpoint(corrector_dir):
+        p.error(f"--corrector {a.corrector}: no checkpoint there")
+    decoder = hybrid.load(a.device, base, corrector_dir)
+    rows, emb = load_embedded(a.split)
+    refs, targets = [r.text for r in rows[:a.limit]], emb[:a.limit]
+    name = type(decoder.corrector).__name__
+    print(f"{name} corrector, {len(refs)} sentences of {a.split}, device {a.device}, {a.threads} threads", file=sys.stderr)
+    out = []
+    for g in groups:
+        for setting in GROUPS[g]:
+            row = {"group": g, "setting": setting, "corrector": name,
+                   **run(decoder.configured(**setting), refs, targets)}
+            out.append(row)
+            print(markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    env = {"split": a.split, "limit": a.limit, "device": a.device, "threads": a.threads, "corrector": name,
+           "corrector_dir": str(corrector_dir) if name == "Corrector" else None, "base": a.base,
+           "command": " ".join(["python -m tools.hybrid_ablations", *(argv if argv is not None else sys.argv[1:])])}
+    (a.out / "ablations.json").write_text(json.dumps({"env": env, "rows": out}, indent=1))
+    (a.out / "ablations.md").write_text(markdown(out))
+    print(markdown(out))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())
