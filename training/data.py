@@ -120,6 +120,8 @@ def build_examples(rows: list[Row], emb: np.ndarray, wordnet_weight: float = 1.0
         emb_index = np.concatenate([emb_index, np.asarray(hits, dtype=np.int64)])
         weight = np.concatenate([weight, row_w[hits] * kd_weight])
         is_kd = np.concatenate([is_kd, np.ones(len(hits), dtype=bool)])
+    if weight.sum() <= 0:
+        raise ValueError(f"every example has weight 0 (wordnet_weight={wordnet_weight}, {len(kept)} rows, all WordNet)")
     return Examples(texts, emb_index, weight, is_kd, np.ascontiguousarray(emb[idx]), len(kept))
 
 

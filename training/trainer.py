@@ -174,7 +174,7 @@ class Trainer:
     def train_step(self, time_frac: float) -> None:
         """One optimizer step on the next length-bucketed batch."""
         cfg, m = self.cfg, self.model.cfg
-        if not self.batches:
+        while not self.batches:  # (an epoch of fractional weights can come out empty: draw again)
             epoch = epoch_examples(self.weight, self.rng)
             self.batches = [epoch[b] for b in length_bucketed_batches(self.lengths[epoch], cfg.batch_size, self.rng)]
         b = self.batches.pop()
