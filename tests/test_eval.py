@@ -268,7 +268,7 @@ def test_explicitly_named_decoder_that_cannot_load_is_an_error(stub_registry, fi
 @pytest.mark.parametrize("args, message", [
     (["--decoders", "nope"], "unknown decoder(s) 'nope'; valid decoders:"),
     (["--input", "/nonexistent/file.txt"], "no such file"),
-    (["--split", "train"], "invalid choice: 'train'"),
+    (["--split", "nope"], "invalid choice: 'nope'"),
     (["--limit", "0"], "must be an integer >= 1"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
