@@ -14,7 +14,8 @@ Splits:
   train                everything else: WordNet train + open train
 
 Within a split, WordNet rows come first (examples before glosses), then the open rows in
-hash order, so any prefix of the open train rows is a uniform sample of every source.
+hash order. `embed` visits rows source by source in turn (`balanced_order`), so a partly
+embedded split holds about as many rows of each source, like the open test splits.
 
 Embeddings (all-mpnet-base-v2, unit length, float16) live in data/ outside git, one
 memory-mapped array per split with a mask of rows done, so `embed` resumes after a stop
@@ -176,7 +177,24 @@ def take_from_cache(texts: list[str], emb: np.ndarray, done: np.ndarray, cache_d
     return len(hits)
 
 
-def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtype: str = "bfloat16",
+def balanced_order(sources: list[str]) -> np.ndarray:
+    """Row indices taking the sources in turn (row k of each source before row k+1 of any),
+    keeping corpus order within a source: every prefix is a source-balanced sample."""
+    rank: dict[str, int] = {}
+    keys = []
+    for s in sources:
+        keys.append(rank.get(s, 0))
+        rank[s] = keys[-1] + 1
+    return np.lexsort((np.arange(len(sources)), np.array(keys)))
+
+
+def default_dtype(device: str) -> str:
+    """bfloat16 on a GPU; float32 on a CPU, where bfloat16 without native support (AVX2 only) measured
+    7x slower (2.6 vs 18.4 sentences/s on 2 AMD EPYC cores)."""
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtype: str | None = None,
                 batch_size: int = 128, chunk: int = 4096, shard: tuple[int, int] = (0, 1),
                 cache_dir: Path | None = None, max_rows: int | None = None, log=print,
                 texts: list[str] | None = None) -> Path:
@@ -184,9 +202,15 @@ def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtyp
 
     Resumable: rows already done are skipped. `shard=(i, n)` takes chunks i, i+n, i+2n, ... so
     n processes (or machines) can share a split. `max_rows` stops after that many new rows.
-    `texts` defaults to the split's texts (tests pass their own).
+    `texts` defaults to the split's texts (tests pass their own). Rows are visited in
+    `balanced_order` of their sources; `dtype` defaults to `default_dtype(device)`.
     """
-    texts = load_split(split) if texts is None else texts
+    dtype = dtype or default_dtype(device)
+    if texts is None:
+        split_rows = load_rows(split)
+        texts, order = [r.text for r in split_rows], balanced_order([r.source for r in split_rows])
+    else:
+        order = np.arange(len(texts))
     _check_manifest(split, texts, data_dir)
     emb, done = _open_embeddings(split, len(texts), data_dir)
     done_path = embedding_paths(split, data_dir)[1]
@@ -200,7 +224,8 @@ def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtyp
     chunks = [c for c in range(0, len(texts), chunk) if (c // chunk) % n_shards == i]
     new, t0 = 0, time.perf_counter()
     for c in chunks:
-        idx = np.flatnonzero(~done[c:c + chunk]) + c
+        idx = order[c:c + chunk]
+        idx = np.sort(idx[~done[idx]])
         if max_rows is not None:
             idx = idx[:max_rows - new]
         if len(idx) == 0:
@@ -257,8 +282,9 @@ def main(argv=None):
     e.add_argument("--split", choices=SPLITS + ("all",), required=True, help="'all': open-dev, open-test, dev, test, train")
     e.add_argument("--data-dir", type=Path, default=DATA_DIR)
     e.add_argument("--device", default="cpu", help="cpu or cuda")
-    e.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                   help="compute dtype of the encoder (outputs are normalised in float32, stored as float16)")
+    e.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
+                   help="compute dtype of the encoder (default: bfloat16 on cuda, float32 on cpu; outputs are "
+                        "normalised in float32, stored as float16)")
     e.add_argument("--batch-size", type=int, default=128)
     e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th chunk starting at i")

@@ -128,3 +128,12 @@ def test_loading_unembedded_split_names_the_command(tmp_path):
 def test_committed_corpus_files_are_gzip_tsv_with_header():
     with gzip.open(corpus.CORPUS_PATH, "rt") as f:
         assert f.readline().rstrip("\n") == "split\tsource\ttext"
+
+
+def test_balanced_order_takes_the_sources_in_turn():
+    from decoders.corpus import balanced_order
+    sources = ["a", "a", "a", "a", "b", "c", "c"]
+    order = balanced_order(sources)
+    assert sorted(order.tolist()) == list(range(len(sources)))
+    assert [sources[i] for i in order[:3]] == ["a", "b", "c"]       # one of each first
+    assert order.tolist() == [0, 4, 5, 1, 6, 2, 3]                  # corpus order within a source
