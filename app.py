@@ -887,6 +887,10 @@ def warm_up(names: list[str] = DEFAULT_DECODERS) -> None:
 
 QUEUE_SIZE = 64                              # requests waiting (QUEUE_SIZE overrides); one more: 503 "busy, try again"
 CONCURRENCY = 2                              # requests decoded at once (the CPU Space has 2 cores)
+# gradio keeps a copy of every component's config per session, ~0.15 MB here, and every API call
+# without a session is a new one: at gradio's default capacity (10,000) RSS climbed 0.5 MB per
+# request under load. Older sessions past this many are dropped (a reviewer idle that long reloads).
+SESSIONS = 256                               # SESSIONS overrides
 MAX_BODY_BYTES = inputs.MAX_UPLOAD_BYTES + 2**20  # any request body (an upload plus its form); over it: 413
 
 
@@ -913,6 +917,7 @@ if __name__ == "__main__":
     host = os.environ.get("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     demo.queue(max_size=int(os.environ.get("QUEUE_SIZE", QUEUE_SIZE)), default_concurrency_limit=CONCURRENCY).launch(
         server_name=host, server_port=int(os.environ.get("PORT", 7860)), max_file_size=inputs.MAX_UPLOAD_BYTES,
+        state_session_capacity=int(os.environ.get("SESSIONS", SESSIONS)),
         show_error=True,  # a malformed raw API call gets gradio's message, not null
         app_kwargs={"max_body_size": MAX_BODY_BYTES, "exception_handlers": {FnIndexInferError: unknown_endpoint, 503: busy}},
         theme=THEME, css=CSS, prevent_thread_lock=True)

@@ -18,8 +18,10 @@ reports an error; a POST answered 503 ("The app is busy, try again in a minute (
 is a queue rejection (the app's queue holds QUEUE_SIZE waiting requests), counted apart, not retried.
 
 Memory: the resident set size (RSS) of the server process (and its children), read with psutil
-before any request, after the warm-up requests, every 0.5 s during the run (peak) and at the
-end. Growth is end / after warm-up - 1.
+before any request, after the warm-up (--warmup requests, sent by up to --clients threads at
+once, so the server's threads and buffers are warm too), every 0.5 s during the run (peak, and
+the RSS once 10%, 25%, 50%, 75% and 100% of the requests were answered: a leak keeps climbing,
+warm-up levels off) and at the end. Growth is end / after warm-up - 1.
 
 Writes <out>/load.json (settings, numbers, environment) and <out>/requests.csv (one row per request).
 """
@@ -42,6 +44,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -170,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated decoders per request, or 'default' (the app's default set)")
     p.add_argument("--url", default=None, help="an app already running on this machine (default: start one)")
     p.add_argument("--queue-size", type=int, default=None, help="the started app's queue size (QUEUE_SIZE; default 64)")
-    p.add_argument("--warmup", type=int, default=3, help="requests sent one at a time before the measured run")
+    p.add_argument("--warmup", type=int, default=32,
+                   help="requests before the measured run, sent by up to --clients threads at once")
     p.add_argument("--request-timeout", type=float, default=300, help="seconds for one request")
     p.add_argument("--max-seconds", type=float, default=900, help="the whole run; later requests are not sent")
     p.add_argument("--start-timeout", type=float, default=300, help="seconds for a started app to serve")
@@ -210,15 +214,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the app's log is kept in {app_log}", file=sys.stderr)
 
 
+def warm_up(url: str, texts: list[str], decoders, timeout_s: float, expect, threads: int) -> list[dict]:
+    """Send `texts` with up to `threads` requests in flight; exits unless every one succeeds."""
+    with ThreadPoolExecutor(max(1, min(threads, len(texts)))) as pool:
+        out = list(pool.map(lambda t: call(url, t, decoders, timeout_s, expect), texts))
+    bad = [r for r in out if r["status"] != "ok"]
+    if bad:
+        raise SystemExit(f"{len(bad)} of {len(out)} warm-up requests did not succeed, e.g. {bad[0]}")
+    return out
+
+
 def run(a, url: str, server: psutil.Process, decoders: list[str], argv: list[str]) -> int:
     texts = sentences(a.clients * a.requests + a.warmup)
     rss = {"start_mb": round(rss_mb(server), 1)}
     expect = decoders
-    for i in range(a.warmup):
-        r = call(url, texts[i], decoders, a.request_timeout, expect)
-        if r["status"] != "ok":
-            raise SystemExit(f"warm-up request {i} did not succeed: {r}")
-        expect = r["decoders"]
+    if a.warmup:  # one request first: it names the default decoders the others must answer with
+        expect = warm_up(url, texts[:1], decoders, a.request_timeout, expect, 1)[0]["decoders"]
+        warm_up(url, texts[1:a.warmup], decoders, a.request_timeout, expect, a.clients)
     rss["after_warmup_mb"] = round(rss_mb(server), 1)
 
     results: list[dict] = []
@@ -226,12 +238,12 @@ def run(a, url: str, server: psutil.Process, decoders: list[str], argv: list[str
     t_start = time.perf_counter()
     deadline = t_start + a.max_seconds
     done = threading.Event()
-    peak = [rss["after_warmup_mb"]]
+    timeline: list[tuple[float, int, float]] = []   # (seconds, requests answered, RSS MB)
 
     def sample_memory():
         while not done.wait(0.5):
             try:
-                peak[0] = max(peak[0], rss_mb(server))
+                timeline.append((time.perf_counter() - t_start, len(results), rss_mb(server)))
             except psutil.NoSuchProcess:
                 return
 
@@ -256,8 +268,11 @@ def run(a, url: str, server: psutil.Process, decoders: list[str], argv: list[str
     wall = time.perf_counter() - t_start
     done.set()
     sampler.join()
-    rss["peak_mb"] = round(max(peak[0], rss_mb(server)), 1)
     rss["end_mb"] = round(rss_mb(server), 1)
+    rss["peak_mb"] = round(max([rss["after_warmup_mb"], rss["end_mb"]] + [m for _, _, m in timeline]), 1)
+    # RSS once a quarter, half, ... of the requests were answered: a leak keeps climbing, warm-up levels off
+    rss["by_requests_answered"] = {f"{q}%": next((round(m, 1) for _, n, m in timeline if n >= q / 100 * len(results)),
+                                                 rss["end_mb"]) for q in (10, 25, 50, 75, 100)}
     rss["growth_after_warmup"] = round(rss["end_mb"] / rss["after_warmup_mb"] - 1, 4)
 
     count = {s: sum(r["status"] == s for r in results) for s in ("ok", "failed", "rejected", "not sent")}

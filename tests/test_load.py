@@ -17,6 +17,7 @@ def test_a_small_load_run_reports_every_request_and_the_server_memory(app_server
     assert 0 < summary["latency_s"]["p50"] <= summary["latency_s"]["p95"] <= summary["latency_s"]["max"]
     rss = summary["server_rss"]
     assert 100 < rss["start_mb"] <= rss["peak_mb"] and rss["end_mb"] <= rss["peak_mb"]
+    assert list(rss["by_requests_answered"]) == ["10%", "25%", "50%", "75%", "100%"]
     assert summary["command"].startswith("python -m eval.load --url ") and summary["environment"]["cpu_count"] >= 1
     rows = list(csv.DictReader(open(tmp_path / "requests.csv")))
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"} and len({r["text"] for r in rows}) == 6
