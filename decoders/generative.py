@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import (GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights,
-                          check_conditioning, generate, head_weights, init_weights, precompute_rope, rms_scale)
+from .transformer import (GATES, Block, EmbeddingToTextBridge, KVCache, RMSNorm, check_conditioning,
+                          generate, init_weights, make_decode_step, precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "generative"
@@ -127,24 +126,11 @@ class GenerativeDecoderModel(nn.Module):
         return self.lm_head(self.norm(x[:, n_prefix:]))
 
     def decode_step(self):
-        """(tokens [B], cache) -> logits [B, V] for one new token per row, through `block_step`
-        (what `forward` computes, without the module overhead); None if a block is not a plain Block."""
-        ws = [block_weights(b) for b in self.blocks]
-        if any(w is None for w in ws) or self.training:
+        """(tokens [B], cache) -> logits [B, V] for one new token per row (`make_decode_step`: what
+        `forward` computes, without the module overhead); None if a block is not a plain Block."""
+        if self.training:
             return None
-        emb, (head, c) = self.tok_emb.weight, head_weights(self.norm, self.lm_head)
-        rope = torch.complex(self.rope_cos, self.rope_sin)
-
-        def step(tokens, cache):
-            x, r = F.embedding(tokens, emb), rope[cache.pos]
-            signals = cache.signals[0] if cache.signals is not None else None   # (per-layer signals, adaLN cond)
-            for i, w in enumerate(ws):
-                if signals is not None:
-                    x = x + signals[i, :, 0].to(x.dtype)
-                x = block_step(w, x, r, cache, i)
-            cache.pos += 1
-            return torch.mm(x, head).div_(rms_scale(x, c))
-        return step
+        return make_decode_step(list(self.blocks), self.tok_emb, self.norm, self.lm_head, self.rope_cos, self.rope_sin)
 
 
 # --------------------------------------------------------------------------- tokenizer

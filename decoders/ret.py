@@ -18,12 +18,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import checkpoint
 from .base import EMBED_DIM, Decoded, Decoder, Sampling
-from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, block_step, block_weights,
-                          check_conditioning, generate, head_weights, init_weights, precompute_rope, rms_scale)
+from .transformer import (Block, EmbeddingToTextBridge, KVCache, RMSNorm, check_conditioning,
+                          generate, init_weights, make_decode_step, precompute_rope)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIR = ROOT / "assets" / "ret"
@@ -111,21 +110,12 @@ class RET(nn.Module):
         return self.lm_head(self.norm(x[:, n_prefix:]))
 
     def decode_step(self):
-        """(tokens [B], cache) -> logits [B, V] for one new byte per row, through `block_step`
-        (what `forward` computes, without the module overhead); None if the block is not a plain Block."""
-        w = block_weights(self.block)
-        if w is None or self.training:
+        """(tokens [B], cache) -> logits [B, V] for one new byte per row (`make_decode_step` with the
+        shared block once per loop); None if the block is not a plain Block."""
+        if self.training:
             return None
-        emb, (head, c), n_loops = self.tok_emb.weight, head_weights(self.norm, self.lm_head), self.cfg.n_loops
-        rope = torch.complex(self.rope_cos, self.rope_sin)
-
-        def step(tokens, cache):
-            x, r = F.embedding(tokens, emb), rope[cache.pos]
-            for i in range(n_loops):
-                x = block_step(w, x, r, cache, i)
-            cache.pos += 1
-            return torch.mm(x, head).div_(rms_scale(x, c))
-        return step
+        return make_decode_step([self.block] * self.cfg.n_loops, self.tok_emb, self.norm, self.lm_head,
+                                self.rope_cos, self.rope_sin)
 
 
 # --------------------------------------------------------------------------- tokenizer

@@ -1,11 +1,13 @@
-"""The fast decode path (static KV cache, `block_step`) against the module path: tiny configs, CPU only."""
+"""The fast decode paths (static KV cache; `block_step` in torch, `block_step_numpy` for a few rows on
+the CPU) against the module path: tiny configs, CPU only."""
 import pytest
 import torch
 
 from decoders.base import Sampling
 from decoders.generative import Config, GenerativeDecoderModel
 from decoders.ret import RET, RETConfig
-from decoders.transformer import GATES, Block, KVCache, block_weights, generate
+from decoders import transformer
+from decoders.transformer import GATES, Block, KVCache, block_weights, generate, numpy_block_weights
 
 GEN = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=2, ffn_hidden=48, n_prefix=2, bridge_hidden=16, max_len=24)
 BYTES = dict(d_model=32, n_heads=2, ffn_hidden=32, n_loops=3, n_prefix=2, bridge_hidden=16, max_len=24)
@@ -34,8 +36,15 @@ MODELS = [("generative " + g, lambda g=g: gen_model(gate=g, bridge_per_layer=Tru
 MODELS += [("generative no signals", lambda: gen_model()), ("ret", lambda: ret_model())]
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def step_path(request, monkeypatch):
+    """Run a test through the numpy step (batches of up to 4 rows) and through the torch step."""
+    monkeypatch.setattr(transformer, "NUMPY_MAX_ROWS", 4 if request.param == "numpy" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("name, make", MODELS, ids=[n for n, _ in MODELS])
-def test_static_cache_step_gives_the_tokens_of_full_recompute(name, make):
+def test_static_cache_step_gives_the_tokens_of_full_recompute(name, make, step_path):
     m = make()
     m.cfg.eos_id = -1  # never stop early: both run every step
     emb = torch.randn(3, 768)
@@ -46,7 +55,7 @@ def test_static_cache_step_gives_the_tokens_of_full_recompute(name, make):
 
 
 @pytest.mark.parametrize("name, make", MODELS, ids=[n for n, _ in MODELS])
-def test_step_logits_equal_forward_logits(name, make):
+def test_step_logits_equal_forward_logits(name, make, step_path):
     m = make()
     emb, toks = torch.randn(2, 768), torch.randint(3, 60, (2, 7))
     full = m(toks, emb=emb)
@@ -56,7 +65,14 @@ def test_step_logits_equal_forward_logits(name, make):
     torch.testing.assert_close(torch.stack(parts, 1), full, atol=1e-5, rtol=1e-4)
 
 
-def test_sampled_generation_matches_the_module_path():
+def test_numpy_step_runs_every_gate_but_geglu():
+    for gate in GATES:
+        m = gen_model(gate=gate)
+        assert (numpy_block_weights(m.blocks[0]) is None) == (gate == "geglu"), gate
+    assert numpy_block_weights(gen_model().to(torch.float64).blocks[0]) is None  # float32 only
+
+
+def test_sampled_generation_matches_the_module_path(step_path):
     """Same seed, same samples, whether the steps go through `block_step` or through `forward`."""
     m = gen_model()
     emb = torch.randn(2, 768)
