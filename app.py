@@ -887,10 +887,11 @@ def warm_up(names: list[str] = DEFAULT_DECODERS) -> None:
 
 QUEUE_SIZE = 64                              # requests waiting (QUEUE_SIZE overrides); one more: 503 "busy, try again"
 CONCURRENCY = 2                              # requests decoded at once (the CPU Space has 2 cores)
-# gradio keeps a copy of every component's config per session, ~0.15 MB here, and every API call
-# without a session is a new one: at gradio's default capacity (10,000) RSS climbed 0.5 MB per
-# request under load. Older sessions past this many are dropped (a reviewer idle that long reloads).
-SESSIONS = 256                               # SESSIONS overrides
+# gradio keeps a copy of every component's config per session, and every API call without a
+# session is a new one: at gradio's default capacity (10,000 sessions) RSS climbed ~0.45 MB per
+# request under load (python -m eval.load), for good. Sessions past this many are dropped, oldest
+# first (a page idle that long loses its review state and is reloaded).
+SESSIONS = 64                               # SESSIONS overrides
 MAX_BODY_BYTES = inputs.MAX_UPLOAD_BYTES + 2**20  # any request body (an upload plus its form); over it: 413
 
 
