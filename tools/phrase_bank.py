@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 import faiss
@@ -197,13 +198,16 @@ def write_model_card(directory: Path, cfg: BankConfig, build_s: float, final: di
     else:
         sweep_md = "No sweep recorded; run `python -m tools.phrase_bank sweep`."
     od, wd = final["open-dev"], final["dev"]
+    per_source = Counter(r.source for r in load_embedded("train")[0])
+    sources_md = ", ".join(f"{src} {n:,}" for src, n in per_source.most_common())
     card = f"""# Phrase bank
 
 A FAISS index over {cfg.n_phrases:,} texts of the corpus's **train** split, embedded with
 all-mpnet-base-v2: every train row embedded when it was built (`load_embedded("train")`; the
 corpus has 641,373 train rows: 164,573 WordNet texts and 476,800 sentences of nine open
-sources, see `assets/corpus/SOURCES.md`; the open rows are embedded in hash order, so the
-embedded part is a uniform sample of every source). Decoding returns the stored phrases
+sources, see `assets/corpus/SOURCES.md`; `embed` visits the sources in turn, so a partly
+embedded split holds about as many rows of each source). Rows per source in this bank:
+{sources_md}. Decoding returns the stored phrases
 nearest (inner product of unit vectors = cosine) to the target embedding. Dev and test texts
 (WordNet and open) are not in the bank, nor near-duplicates of them, so on held-out inputs it
 can only return *other* phrases. No trainable parameters.
