@@ -95,7 +95,7 @@ def decode_and_score(emb: np.ndarray, names: list[str], sampling: Sampling, refs
                      budget_ms: float | None = None) -> list[dict]:
     """Every decoder on every row of `emb` [N, 768]; one dict per (decoder, row, sample), scored with
     round-trip cosine, and BLEU and BERTScore where the row has a reference text. `budget_ms` is
-    the hybrid's wall-clock budget per call (None: its configured default)."""
+    the hybrid's wall-clock budget per embedding (None: its configured default)."""
     results = []
     for name in names:
         try:
@@ -164,7 +164,7 @@ def decode_text(text: str, decoders: list[str] | None = None, temperature: float
         max_new_tokens: 1 to 63 (RET reads it as 3x bytes).
         num_samples: candidates per decoder, 1 to 8.
         seed: 0 to 2**32 - 1; same seed, same samples.
-        hybrid_budget_ms: the hybrid's wall-clock budget per call, 100 to 10,000 ms (None: 1,500).
+        hybrid_budget_ms: the hybrid's wall-clock budget per embedding, 100 to 10,000 ms (None: 1,500).
     Returns:
         One dict per decoder and sample: decoder, text, cos (round trip), bleu and bertscore
         (against `text`), latency_ms (per embedding), params, row, sample.

@@ -10,7 +10,8 @@
    again the best `beam` unique texts seen so far.
 3. Stop after `steps` corrections, when the best cosine reaches `stop_cos`, when a step
    brings no gain, or when the time budget would be overrun by one more step (anytime:
-   the best text so far is always ready).
+   the best text so far is always ready). The budget is per embedding: a call with n rows
+   may take n x `budget_ms`, so a row gets no fewer steps in a batch than alone.
 
 Correctors:
   TargetShift  needs no training: decodes e' = normalise(e + correction * (e - ê)) with the
@@ -50,7 +51,7 @@ class HybridConfig:
     steps: int = 5                    # correction steps at most
     beam: int = 3                     # hypotheses kept between steps (sequence-level beam)
     proposals: int = 4                # corrections proposed per hypothesis per step
-    budget_ms: float = 1500.0         # wall-clock budget for one call (0 = no budget)
+    budget_ms: float = 1500.0         # wall-clock budget per embedding: n rows in a call get n x this (0 = none)
     stop_cos: float = 0.99            # stop when the best round-trip cosine reaches this
     feedback: bool = True             # False: ê = e (no encoder feedback; an ablation)
     correction: float = 1.0           # TargetShift step size
@@ -181,7 +182,7 @@ class HybridDecoder(Decoder):
         step_s = 0.0
         for step in range(1, cfg.steps + 1):
             elapsed = time.perf_counter() - t0
-            if not active or (cfg.budget_ms and (elapsed + step_s) * 1000 > cfg.budget_ms):
+            if not active or (cfg.budget_ms and (elapsed + step_s) * 1000 > cfg.budget_ms * len(targets)):
                 break
             t_step = time.perf_counter()
             proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step)

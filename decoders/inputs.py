@@ -31,7 +31,7 @@ MAX_PASTED_CHARS = MAX_ROWS * EMBED_DIM * 24  # about 24 characters per pasted n
 MAX_STEPS = 11                          # points on an interpolation path (at least 2)
 MAX_NOISE = 2.0                         # noise size, as a fraction of the unit embedding's length
 MAX_REVIEW_LINES = 500                  # inputs in one review set
-HYBRID_BUDGET_MS = (100, 10_000)        # the hybrid's anytime wall-clock budget per call, ms
+HYBRID_BUDGET_MS = (100, 10_000)        # the hybrid's anytime wall-clock budget per embedding, ms
 VECTOR_SUFFIXES = (".npy", ".json", ".txt", ".csv")
 
 # (low, high, whole number?) of every sampling setting a form or an API call may set

@@ -80,6 +80,20 @@ def test_a_spent_time_budget_returns_the_best_so_far():
     assert d.text == "alpha" and [p["step"] for p in d.extra["trajectory"]] == [0]
 
 
+def test_the_budget_is_per_embedding(monkeypatch):
+    """A row gets as many steps in a batch as alone: n rows get n x budget_ms. Every reading of the
+    clock is 100 ms after the last, so a step 'takes' 100 ms and the loop is deterministic."""
+    import itertools
+    import time
+    clock = itertools.count(step=0.1)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    e = target("alpha beta gamma epsilon zeta")   # four words to add: the corrections keep gaining
+    alone = hybrid(steps=10, budget_ms=250).decode(e, Sampling())[0][0].extra["trajectory"]
+    three = hybrid(steps=10, budget_ms=250).decode(np.concatenate([e, e, e]), Sampling())
+    assert [p["step"] for p in alone] == [0, 1]
+    assert [[p["step"] for p in row[0].extra["trajectory"]] for row in three] == [[0, 1, 2]] * 3
+
+
 def test_target_shift_moves_the_target_away_from_where_the_hypothesis_landed():
     ts = TargetShift(ArgmaxWord())
     e = target("alpha beta")      # alpha and beta tie; the hypothesis "alpha" landed on alpha
