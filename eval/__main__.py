@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64, help="embeddings per decode() call in the quality pass")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--latency-runs", type=non_negative_int, default=20, help="timed runs per setting (0 = no timing)")
+    p.add_argument("--latency-runs", type=non_negative_int, default=20, help="timed runs per setting (0 = no timing); a setting stops after 60 s once 3 runs are done")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs before timing")
     p.add_argument("--bertscore-model", default=None,
                    help="BERTScore backbone: hub name or local path (default: all-MiniLM-L6-v2, offline)")

@@ -160,6 +160,14 @@ def test_time_calls_warms_up_then_times_each_run():
     assert latency.p50_p95(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))[0] == 3.0
 
 
+def test_a_slow_setting_stops_after_its_time_but_not_before_three_runs():
+    import time
+    calls = []
+    ms = latency.time_calls(lambda i: (calls.append(i), time.sleep(0.02)), runs=50, warmup=0, device="cpu",
+                            max_seconds=0.001)
+    assert len(calls) == len(ms) == latency.MIN_RUNS
+
+
 # --------------------------------------------------------------------------- the command
 
 @pytest.fixture
