@@ -99,7 +99,9 @@ class GenerativeDecoderModel(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.n_layers, self.cfg.n_prefix + self.cfg.max_len)
 
-    def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
+    def _inputs(self, tokens: torch.Tensor, emb: torch.Tensor | None, cache: KVCache | None):
+        """(x, n_prefix, signals, cond): the token vectors with the bridge's prefix in front when `emb` is
+        given, and the per-layer signals and adaLN vector (kept on the cache for the later calls)."""
         x = self.tok_emb(tokens)
         signals, cond = cache.signals if cache is not None and cache.signals is not None else (None, None)
         n_prefix = 0
@@ -114,6 +116,15 @@ class GenerativeDecoderModel(nn.Module):
                 cache.signals = (signals, cond)
         elif self.adaln and cond is None:
             raise ValueError("an adaLN-conditioned model needs `emb` on its first call")
+        return x, n_prefix, signals, cond
+
+    def prefill_inputs(self, tokens: torch.Tensor, emb: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The first call's input vectors [B, T, C] (prefix, then `tokens`), for `generate` to run
+        through `decode_step` one position at a time."""
+        return self._inputs(tokens, emb, cache)[0]
+
+    def forward(self, tokens: torch.Tensor, emb: torch.Tensor | None = None, cache: KVCache | None = None):
+        x, n_prefix, signals, cond = self._inputs(tokens, emb, cache)
         start = cache.pos if cache is not None else 0
         T = x.shape[1]
         cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]

@@ -18,7 +18,9 @@ A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 `emb`, the bridge's prefix goes before the tokens; with a cache, a later call continues
 where the last one stopped. It may also have `decode_step()`, returning a function
 `(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`),
-or None; `generate` then uses it after the prefill.
+or None; `generate` then uses it after the prefill, and for the prefill too, one position at a
+time, for up to NUMPY_MAX_ROWS rows, when the model has `prefill_inputs(tokens, emb, cache) ->
+[B, T, C]` (the first call's input vectors: then T steps cost less than one pass through the modules).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .sampling import make_generator, sample_next_token
 
 GATES = ("swiglu", "geglu", "glu", "pagated")
 CONDITIONINGS = ("prefix", "adaln", "adaln+prefix")
+NUMPY_MAX_ROWS = 4   # decode steps of up to this many rows run in numpy on the CPU (`make_decode_step`)
 
 
 def check_conditioning(conditioning: str, n_prefix: int) -> None:
@@ -107,6 +110,10 @@ class KVCache:
         if self.k is not None:  # growing (no max_len): keep what is there
             k[:, :, :, :self.pos], v[:, :, :, :self.pos] = self.k[:, :, :, :self.pos], self.v[:, :, :, :self.pos]
         self.k, self.v = k, v
+
+    def allocate(self, batch: int, n_heads: int, head_dim: int, dtype: torch.dtype, device) -> None:
+        """The buffers, before any `update` (a decode step that starts the sequence itself)."""
+        self._allocate(torch.empty(batch, n_heads, 0, head_dim, dtype=dtype, device=device), self.max_len or 64)
 
     def update(self, i: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.pos + k.shape[2]
@@ -305,7 +312,13 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     gen = make_generator(sampling.seed, device)
     cache = model.new_cache()
     step = model.decode_step() if hasattr(model, "decode_step") else None
-    logits = model(torch.full((B, 1), bos_id, dtype=torch.long, device=device), emb=emb, cache=cache)[:, -1]
+    bos = torch.full((B, 1), bos_id, dtype=torch.long, device=device)
+    if step is not None and hasattr(model, "prefill_inputs") and B <= NUMPY_MAX_ROWS:  # few rows: T steps
+        # cost less than one pass through the modules, so the prefix and <bos> go through the step too
+        for x in model.prefill_inputs(bos, emb, cache).unbind(1):
+            logits = step(x, cache)
+    else:
+        logits = model(bos, emb=emb, cache=cache)[:, -1]
     step_logits, tokens = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(limit):
@@ -500,9 +513,6 @@ def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, sl
 # views of the same folded weights and of the same static cache; the model's `decode_step` uses it
 # for batches of up to NUMPY_MAX_ROWS float32 rows on the CPU and `block_step` otherwise.
 
-NUMPY_MAX_ROWS = 4
-
-
 def numpy_block_weights(block: nn.Module) -> tuple | None:
     """`block_weights` as numpy arrays (views, no copy), or None where `block_step_numpy` cannot run it
     (not a plain block, not float32 on the CPU, or a GeGLU gate: numpy has no erf)."""
@@ -577,10 +587,17 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
     np_ok = np_head is not None and all(w is not None for w in np_ws)
     np_emb, np_rope = (emb.detach().numpy(), rope.numpy()) if np_ok else (None, None)
 
+    H, D = blocks[0].attn.n_heads, blocks[0].attn.head_dim
+
     def step(tokens, cache):
+        """tokens: ids [B], or input vectors [B, C] (the prefill's prefix positions)."""
+        vectors = tokens.is_floating_point()
+        if cache.k is None:
+            cache.allocate(tokens.shape[0], H, D, emb.dtype, emb.device)
         signals = cache.signals[0] if cache.signals is not None else None   # (per-layer signals, adaLN cond)
         if np_ok and tokens.shape[0] <= NUMPY_MAX_ROWS and cache.k.dtype == torch.float32:
-            x, r, k, v = np_emb[tokens.numpy()], np_rope[cache.pos], cache.k.numpy(), cache.v.numpy()
+            x = tokens.numpy() if vectors else np_emb[tokens.numpy()]
+            r, k, v = np_rope[cache.pos], cache.k.numpy(), cache.v.numpy()
             sig = signals.numpy() if signals is not None else None
             for i, w in enumerate(np_ws):
                 if sig is not None:
@@ -588,7 +605,7 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
                 x = block_step_numpy(w, x, r, k[i], v[i], cache.pos)
             cache.pos += 1
             return torch.from_numpy((x @ np_head[0]) / rms_scale_numpy(x, np_head[1]))
-        x, r = F.embedding(tokens, emb), rope[cache.pos]
+        x, r = tokens if vectors else F.embedding(tokens, emb), rope[cache.pos]
         for i, w in enumerate(ws):
             if signals is not None:
                 x = x + signals[i, :, 0].to(x.dtype)
