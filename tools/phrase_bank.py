@@ -226,7 +226,7 @@ would be {cfg.n_phrases * cfg.dim * 4 / 1e6:.0f} MB).
 ## Build
 
 `python -m tools.phrase_bank build --factory '{cfg.factory}' --nprobe {cfg.nprobe}` ({build_s:.0f} s on
-{final['machine']}, sharing the cores with the background embedding job). The vectors are
+{final['machine']}; nothing else running). The vectors are
 `data/emb_train.npy` (`python -m decoders.corpus embed --split train`), normalised to unit
 length; the quantisers are trained on {min(cfg.train_size, cfg.n_phrases):,} random rows (seed 0).
 
@@ -243,17 +243,17 @@ vectors, {final['queries']:,} queries per set:
 "mean cos lost" is the exact cosine of the true nearest neighbour minus that of the returned
 phrase, averaged over all queries (a miss is a near tie). Latency: one embedding through
 `decode()`, 300 queries, faiss threads {final['faiss_threads']}, torch threads {final['torch_threads']}
-(the app's defaults), measured while other jobs shared the two cores: an upper bound.
+(the app's defaults), with nothing else running.
 
 ### Variants compared
 
 {sweep_md}
 
-Choice: with every open sentence embedded the bank will hold 641K vectors, so the bytes per
-vector matter: `PQ256` (264 bytes with the id) would need 169 MB for the index alone. On the
-rows embedded so far, `IVF1024,PQ192np` at nprobe 64 loses 0.003 cosine to exact search on
-open-dev (the issue's bound is 0.005) at 46 MB; smaller codes (PQ128, 4-bit fast scan) are the
-candidates to measure once the corpus is fully embedded (`python -m tools.phrase_bank sweep`).
+Choice: over the rows embedded now, `IVF1024,PQ256np` (264 bytes a vector with its id) fits
+the budget and loses the least cosine to exact search (the table above); on the 200,704 rows of
+the previous build `IVF1024,PQ192np` at nprobe 64 lost 0.0034 at 46 MB. With every open sentence
+embedded the bank will hold 641K vectors and PQ256 would need ~170 MB, so smaller codes (PQ192,
+PQ128, 4-bit fast scan) are the candidates to measure then (`python -m tools.phrase_bank sweep`).
 The round-1 sweep over WordNet alone is in `sweep_round1_wordnet.json`. `np` = no polysemous
 training (faiss's `index_factory` otherwise spends minutes reordering PQ centroids for Hamming
 pre-filtering, which this bank never uses).
