@@ -226,7 +226,7 @@ would be {cfg.n_phrases * cfg.dim * 4 / 1e6:.0f} MB).
 ## Build
 
 `python -m tools.phrase_bank build --factory '{cfg.factory}' --nprobe {cfg.nprobe}` ({build_s:.0f} s on
-{final['machine']}; nothing else running). The vectors are
+{final['machine']}). The vectors are
 `data/emb_train.npy` (`python -m decoders.corpus embed --split train`), normalised to unit
 length; the quantisers are trained on {min(cfg.train_size, cfg.n_phrases):,} random rows (seed 0).
 
@@ -243,7 +243,7 @@ vectors, {final['queries']:,} queries per set:
 "mean cos lost" is the exact cosine of the true nearest neighbour minus that of the returned
 phrase, averaged over all queries (a miss is a near tie). Latency: one embedding through
 `decode()`, 300 queries, faiss threads {final['faiss_threads']}, torch threads {final['torch_threads']}
-(the app's defaults), with nothing else running.
+(the app's defaults).
 
 ### Variants compared
 
