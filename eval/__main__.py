@@ -9,7 +9,8 @@ turns the embedding back into text (batches of --batch-size, one candidate per i
 output is scored against the input. Then each decoder is timed; the encoder is timed apart.
 
 Inputs: --split test|dev (WordNet, usage examples first), open-test|open-dev (the nine open
-sources) or train, in corpus order; --kind keeps one sub-source (e.g. --split test --kind gloss,
+sources) or train, in corpus order with the sources taken in turn (so --limit 500 of open-test
+holds 55 or 56 sentences of each source); --kind keeps one sub-source (e.g. --split test --kind gloss,
 or --split open-test --source-name brown); or --input FILE (one text per line, blank lines
 skipped; assets/eval/everyday.txt is a set outside every source); --limit N keeps the first N. --decoders all measures every registered
 decoder, --decoders default the ones the app shows by default; both skip, with the reason on
@@ -77,7 +78,7 @@ import transformers
 from tqdm import tqdm
 
 from decoders import Sampling, available_decoders, check_decoder_names, default_decoders, get_decoder
-from decoders.corpus import SPLITS, load_rows
+from decoders.corpus import SPLITS, balanced_order, load_rows
 from decoders.encoder import MINILM, MPNET, check_texts, encode, load_encoder
 from eval import latency as lat
 from eval import metrics as m
@@ -158,7 +159,8 @@ def read_inputs(args, parser) -> tuple[list[str], str]:
         rows = load_rows(split, [args.source_name] if args.source_name else None)
         if args.kind:
             rows = [r for r in rows if r.kind == args.kind]
-        texts = [r.text for r in rows]
+        # the sources in turn, corpus order within each: a --limit prefix of open-test is stratified
+        texts = [rows[i].text for i in balanced_order([r.source for r in rows])]
         source = split + "".join(f"/{v}" for v in (args.source_name, args.kind) if v)
         if not texts:
             parser.error(f"--split {split} holds no rows of source {args.source_name!r} and kind {args.kind!r}")

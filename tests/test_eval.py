@@ -300,3 +300,16 @@ def test_empty_input_file_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--input", str(empty)])
     assert e.value.code == 2 and "holds no text" in capsys.readouterr().err
+
+
+def test_a_limited_open_split_takes_every_source_in_turn():
+    from collections import Counter
+
+    from decoders.corpus import load_rows
+    from eval.__main__ import build_parser, read_inputs
+    parser = build_parser()
+    texts, source = read_inputs(parser.parse_args(["--split", "open-test", "--limit", "18"]), parser)
+    by_text = {r.text: r.source for r in load_rows("open-test")}
+    assert source == "open-test[:18]" and set(Counter(by_text[t] for t in texts).values()) == {2}
+    wordnet, _ = read_inputs(parser.parse_args(["--split", "test", "--limit", "5"]), parser)
+    assert wordnet == [r.text for r in load_rows("test")[:5]]   # one source: corpus order
