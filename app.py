@@ -727,7 +727,7 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
             num_samples = gr.Slider(*lim["num_samples"][:2], value=1, step=1, label="samples per decoder")
             seed = gr.Number(value=0, label=f"seed (0 to {lim['seed'][1]:,})")
             budget = gr.Slider(*inputs.HYBRID_BUDGET_MS, value=1500, step=100,
-                               label="hybrid time budget, ms (it returns its best text so far)")
+                               label="hybrid time budget per embedding, ms (it returns its best text so far)")
     settings = [names, temperature, top_k, top_p, max_new_tokens, num_samples, seed, budget]
 
     def wire(trigger, check, show, ins, outs, reveal=None):
