@@ -513,10 +513,10 @@ def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, sl
 # views of the same folded weights and of the same static cache; the model's `decode_step` uses it
 # for batches of up to NUMPY_MAX_ROWS float32 rows on the CPU and `block_step` otherwise.
 
-def numpy_block_weights(block: nn.Module) -> tuple | None:
-    """`block_weights` as numpy arrays (views, no copy), or None where `block_step_numpy` cannot run it
-    (not a plain block, not float32 on the CPU, or a GeGLU gate: numpy has no erf)."""
-    w = block_weights(block)
+def numpy_block_weights(block: nn.Module, w: tuple | None = None) -> tuple | None:
+    """`block_weights` (or `w`, already taken from it) as numpy arrays (views, no copy), or None where
+    `block_step_numpy` cannot run it (not a plain block, not float32 on the CPU, or a GeGLU gate: numpy has no erf)."""
+    w = block_weights(block) if w is None else w
     if w is None or block.ffn.kind == "geglu" or w[1].dtype != torch.float32 or w[1].device.type != "cpu":
         return None
     H, qkv_t, out_t, gate_up_t, down_t, attn_c, ffn_c, hidden, _ = w
@@ -583,7 +583,7 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
         return None
     emb, (head, c) = tok_emb.weight, head_weights(norm, lm_head)
     rope = torch.complex(rope_cos, rope_sin)
-    np_ws, np_head = [numpy_block_weights(b) for b in blocks], numpy_head(norm, lm_head)
+    np_ws, np_head = [numpy_block_weights(b, w) for b, w in zip(blocks, ws)], numpy_head(norm, lm_head)
     np_ok = np_head is not None and all(w is not None for w in np_ws)
     np_emb, np_rope = (emb.detach().numpy(), rope.numpy()) if np_ok else (None, None)
 
