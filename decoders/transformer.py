@@ -19,10 +19,12 @@ A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 where the last one stopped. It may also have `decode_step()`, returning a function
 `(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`),
 or None; `generate` then uses it after the prefill, and for the prefill too, one position at a
-time, for up to NUMPY_MAX_ROWS rows, when the model has `prefill_inputs(tokens, emb, cache) ->
+time, for up to CPU_STEP_MAX_ROWS rows, when the model has `prefill_inputs(tokens, emb, cache) ->
 [B, T, C]` (the first call's input vectors: then T steps cost less than one pass through the modules).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -32,9 +34,14 @@ import torch.nn.functional as F
 from .base import Sampling
 from .sampling import make_generator, sample_next_token
 
+try:
+    import numba   # compiles the one-token CPU step (`_cpu_step`); without it the torch step is used
+except ImportError:
+    numba = None
+
 GATES = ("swiglu", "geglu", "glu", "pagated")
 CONDITIONINGS = ("prefix", "adaln", "adaln+prefix")
-NUMPY_MAX_ROWS = 4   # decode steps of up to this many rows run in numpy on the CPU (`make_decode_step`)
+CPU_STEP_MAX_ROWS = 4   # decode steps of up to this many rows run `_cpu_step` on the CPU (`make_decode_step`)
 
 
 def check_conditioning(conditioning: str, n_prefix: int) -> None:
@@ -103,6 +110,7 @@ class KVCache:
         self.v: torch.Tensor | None = None
         self.pos = 0
         self.signals: torch.Tensor | None = None
+        self._views: tuple | None = None
 
     def _allocate(self, like: torch.Tensor, length: int) -> None:
         B, H, _, D = like.shape
@@ -110,6 +118,12 @@ class KVCache:
         if self.k is not None:  # growing (no max_len): keep what is there
             k[:, :, :, :self.pos], v[:, :, :, :self.pos] = self.k[:, :, :, :self.pos], self.v[:, :, :, :self.pos]
         self.k, self.v = k, v
+
+    def numpy_views(self) -> tuple[np.ndarray, np.ndarray]:
+        """(k, v) as numpy views of the CPU buffers, kept until the buffers are replaced."""
+        if self._views is None or self._views[0] is not self.k:
+            self._views = (self.k, self.k.numpy(), self.v.numpy())
+        return self._views[1], self._views[2]
 
     def allocate(self, batch: int, n_heads: int, head_dim: int, dtype: torch.dtype, device) -> None:
         """The buffers, before any `update` (a decode step that starts the sequence itself)."""
@@ -313,7 +327,7 @@ def generate(model: nn.Module, emb: torch.Tensor, sampling: Sampling, bos_id: in
     cache = model.new_cache()
     step = model.decode_step() if hasattr(model, "decode_step") else None
     bos = torch.full((B, 1), bos_id, dtype=torch.long, device=device)
-    if step is not None and hasattr(model, "prefill_inputs") and B <= NUMPY_MAX_ROWS:  # few rows: T steps
+    if step is not None and hasattr(model, "prefill_inputs") and B <= CPU_STEP_MAX_ROWS:  # few rows: T steps
         # cost less than one pass through the modules, so the prefix and <bos> go through the step too
         for x in model.prefill_inputs(bos, emb, cache).unbind(1):
             logits = step(x, cache)
@@ -506,67 +520,104 @@ def block_step(w: tuple, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, sl
     return torch.addmm(x, activate(gu[:, :hidden]) * gu[:, hidden:], down_t)
 
 
-# --------------------------------------------------------------------------- one-token step, numpy
-# For one or a few rows on a CPU, numpy's calls cost less than torch's (a [1, 192] x [192, 576]
-# product: 7.5 us against 17.7 us on 2 AMD EPYC cores; elementwise ops ~1 us against ~4 us), and
-# a decode step is ~20 such calls per block. `block_step_numpy` computes `block_step` on numpy
-# views of the same folded weights and of the same static cache; the model's `decode_step` uses it
-# for batches of up to NUMPY_MAX_ROWS float32 rows on the CPU and `block_step` otherwise.
+# --------------------------------------------------------------------------- one-token step, compiled (CPU)
+# For one or a few rows on a CPU a step is ~25 small operations per block, and through torch (4-35 us
+# each) or numpy (1-18 us) their dispatch costs more than their arithmetic. `_cpu_step` is the whole
+# step, every block and then the head, compiled by numba (the products stay BLAS calls): on 2 AMD EPYC
+# cores one block of RET for one row took 45-53 us against 111-142 us in numpy. The model's
+# `decode_step` uses it for up to CPU_STEP_MAX_ROWS float32 rows on the CPU, and `block_step` otherwise
+# (more rows: one matrix product for all of them; a GPU; numba not installed). numba compiles it on
+# first use (~10 s) and keeps the machine code in decoders/__pycache__ (later processes: ~1 s).
 
-def numpy_block_weights(block: nn.Module, w: tuple | None = None) -> tuple | None:
-    """`block_weights` (or `w`, already taken from it) as numpy arrays (views, no copy), or None where
-    `block_step_numpy` cannot run it (not a plain block, not float32 on the CPU, or a GeGLU gate: numpy has no erf)."""
-    w = block_weights(block) if w is None else w
-    if w is None or block.ffn.kind == "geglu" or w[1].dtype != torch.float32 or w[1].device.type != "cpu":
+ACTIVATIONS = ("swiglu", "geglu", "glu", "pagated")   # `_cpu_step`'s `kind`: the index in this tuple
+
+
+def cpu_step_weights(blocks: list[nn.Module], norm: RMSNorm, head: nn.Linear) -> tuple | None:
+    """What `_cpu_step` reads, or None where it cannot run (numba missing, a block that is not plain,
+    not float32 on the CPU). Each distinct block once (a shared block is stored once), stacked:
+    (qkv [U, C, 3C] with the attention's 1/sqrt(head_dim) in its query columns (RoPE is linear, so
+    the scale commutes with it), out [U, C, C], gate_up [U, C, 2F], down [U, F, C], the squared norm
+    constants c2 [U, 2], paGLU's alpha [U], the block of each cache slot [S], the activation's index,
+    the head [C, V] and its c2). Kept on the head until a weight changes."""
+    unique = list({id(b): b for b in blocks}.values())
+    w = [block_weights(b) for b in unique]
+    if (numba is None or any(x is None for x in w) or w[0][1].dtype != torch.float32
+            or w[0][1].device.type != "cpu" or len({b.ffn.kind for b in unique}) != 1):
         return None
-    H, qkv_t, out_t, gate_up_t, down_t, attn_c, ffn_c, hidden, _ = w
-    alpha = float(block.ffn.alpha) if block.ffn.kind == "pagated" else None
-    return (H, qkv_t.detach().numpy(), out_t.detach().numpy(), gate_up_t.detach().numpy(), down_t.detach().numpy(),
-            float(attn_c) ** 2, float(ffn_c) ** 2, hidden, block.ffn.kind, alpha)
+    params = [p for b in unique for p in b.parameters()] + [norm.weight, head.weight]
+
+    def build():
+        H, C = w[0][0], w[0][1].shape[0]
+        qkv = np.stack([x[1].detach().numpy() for x in w])
+        qkv[:, :, :C] *= (C // H) ** -0.5
+        alpha = [float(b.ffn.alpha) if b.ffn.kind == "pagated" else 0.0 for b in unique]
+        head_m, head_c = head_weights(norm, head)
+        return (qkv, np.stack([x[2].detach().numpy() for x in w]), np.stack([x[3].detach().numpy() for x in w]),
+                np.stack([x[4].detach().numpy() for x in w]),
+                np.array([[float(x[5]) ** 2, float(x[6]) ** 2] for x in w], dtype=np.float32),
+                np.array(alpha, dtype=np.float32), np.array([unique.index(b) for b in blocks], dtype=np.int64),
+                ACTIVATIONS.index(unique[0].ffn.kind), head_m.detach().numpy(), float(head_c) ** 2)
+    with torch.no_grad():
+        return _kept(head, "_cpu_step_weights", params, build)
 
 
-def _numpy_activate(g: np.ndarray, kind: str, alpha: float | None) -> np.ndarray:
-    if kind == "glu":
-        return 1.0 / (1.0 + np.exp(-g))
-    silu = g / (1.0 + np.exp(-g))
-    return silu if kind == "swiglu" else alpha * silu + (1.0 - alpha)
+def _cpu_step(x, signals, qkv, out, gate_up, down, c2, alpha, slot_block, kind, head, head_c2, cos, sin,
+              k, v, pos):
+    """One new token per row through every cache slot's block, then the head: x [B, C] -> logits [B, V].
 
-
-def rms_scale_numpy(x: np.ndarray, c2: float) -> np.ndarray:
-    """`rms_scale` in numpy, with c2 = c ** 2."""
-    return np.sqrt(np.square(x).sum(-1, keepdims=True) + c2)
-
-
-def block_step_numpy(w: tuple, x: np.ndarray, rope: np.ndarray, k: np.ndarray, v: np.ndarray, pos: int) -> np.ndarray:
-    """`block_step` in numpy: x [B, C] float32 at position `pos` -> [B, C].
-
-    w: from `numpy_block_weights`; rope: [head_dim // 2] complex64; k, v: this slot's cache buffers
-    [B, H, T, D] (numpy views of the torch cache: the new key and value are written in place).
+    signals [S, B, C] (per-slot signals added before each block; S = 0 for none); cos, sin [T, D / 2]
+    (RoPE); k, v [S, B, H, T, D]: the static cache, written at `pos`. As `block_step` then `head`.
     """
-    H, qkv_t, out_t, gate_up_t, down_t, attn_c2, ffn_c2, hidden, kind, alpha = w
-    B, C = x.shape
-    D = C // H
-    qkv = x @ qkv_t
-    qkv /= rms_scale_numpy(x, attn_c2)
-    qk = (np.ascontiguousarray(qkv[:, :2 * C]).view(np.complex64).reshape(B, 2, H, D // 2) * rope)
-    qk = qk.view(np.float32).reshape(B, 2, H, D)
-    k[:, :, pos] = qk[:, 1]
-    v[:, :, pos] = qkv[:, 2 * C:].reshape(B, H, D)
-    scores = np.matmul(k[:, :, :pos + 1], qk[:, 0, :, :, None])[..., 0]             # [B, H, T]
-    p = np.exp((scores - scores.max(-1, keepdims=True)) * np.float32(D ** -0.5))
-    y = np.matmul((p / p.sum(-1, keepdims=True))[:, :, None, :], v[:, :, :pos + 1])  # [B, H, 1, D]
-    x = x + y.reshape(B, C) @ out_t
-    gu = x @ gate_up_t
-    gu /= rms_scale_numpy(x, ffn_c2)
-    return x + (_numpy_activate(gu[:, :hidden], kind, alpha) * gu[:, hidden:]) @ down_t
+    S, (B, C), H, D = slot_block.shape[0], x.shape, k.shape[2], k.shape[4]
+    F, half = down.shape[1], D // 2
+    logits = np.empty((B, head.shape[1]), np.float32)
+    y, act, scores = np.empty(C, np.float32), np.empty(F, np.float32), np.empty(pos + 1, np.float32)
+    for b in range(B):
+        xb = x[b].copy()
+        for i in range(S):
+            u = slot_block[i]
+            if signals.shape[0] > 0:
+                xb += signals[i, b]
+            qkv_b = np.dot(xb, qkv[u]) * np.float32(1.0 / math.sqrt(np.dot(xb, xb) + c2[u, 0]))
+            for m in range(C):       # rotate the (even, odd) pairs of every query and key head
+                c, s = cos[pos, m % half], sin[pos, m % half]
+                re, im = qkv_b[2 * m], qkv_b[2 * m + 1]
+                qkv_b[2 * m], qkv_b[2 * m + 1] = re * c - im * s, re * s + im * c
+            for h in range(H):
+                q = qkv_b[h * D:(h + 1) * D]
+                k[i, b, h, pos] = qkv_b[C + h * D:C + (h + 1) * D]
+                v[i, b, h, pos] = qkv_b[2 * C + h * D:2 * C + (h + 1) * D]
+                for t in range(pos + 1):
+                    acc = np.float32(0.0)
+                    for d in range(D):
+                        acc += k[i, b, h, t, d] * q[d]
+                    scores[t] = acc
+                p = np.exp(scores - scores.max())
+                p /= p.sum()
+                y[h * D:(h + 1) * D] = 0.0
+                for t in range(pos + 1):
+                    for d in range(D):
+                        y[h * D + d] += p[t] * v[i, b, h, t, d]
+            xb += np.dot(y, out[u])
+            gu = np.dot(xb, gate_up[u]) * np.float32(1.0 / math.sqrt(np.dot(xb, xb) + c2[u, 1]))
+            for j in range(F):
+                g = gu[j]
+                if kind == 0:
+                    a = g / (1.0 + math.exp(-g))
+                elif kind == 1:
+                    a = 0.5 * g * (1.0 + math.erf(g * 0.7071067811865476))
+                elif kind == 2:
+                    a = 1.0 / (1.0 + math.exp(-g))
+                else:
+                    a = alpha[u] * g / (1.0 + math.exp(-g)) + (1.0 - alpha[u])
+                act[j] = a * gu[F + j]
+            xb += np.dot(act, down[u])
+        logits[b] = np.dot(xb, head) * np.float32(1.0 / math.sqrt(np.dot(xb, xb) + head_c2))
+    return logits
 
 
-def numpy_head(norm: RMSNorm, head: nn.Linear) -> tuple[np.ndarray, float] | None:
-    """`head_weights` as (numpy matrix, c ** 2), or None off the CPU / float32."""
-    m, c = head_weights(norm, head)
-    if m.dtype != torch.float32 or m.device.type != "cpu":
-        return None
-    return m.detach().numpy(), float(c) ** 2
+if numba is not None:
+    _cpu_step = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(_cpu_step)
 
 
 def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNorm, lm_head: nn.Linear,
@@ -575,19 +626,20 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
 
     Cache slot i runs blocks[i] (a shared block is listed once per application); per-layer signals
     in `cache.signals[0]`, where there are some, are added before each slot, as `forward` does.
-    Up to NUMPY_MAX_ROWS float32 rows on the CPU go through `block_step_numpy`, others through
+    Up to CPU_STEP_MAX_ROWS float32 rows on the CPU go through `_cpu_step`, others through
     `block_step`. None when a block is not a plain `Block` in eval mode (the module path is used).
     """
-    ws = [block_weights(b) for b in blocks]
+    by_id = {id(b): block_weights(b) for b in blocks}   # a shared block once
+    ws = [by_id[id(b)] for b in blocks]
     if any(w is None for w in ws):
         return None
     emb, (head, c) = tok_emb.weight, head_weights(norm, lm_head)
     rope = torch.complex(rope_cos, rope_sin)
-    np_ws, np_head = [numpy_block_weights(b, w) for b, w in zip(blocks, ws)], numpy_head(norm, lm_head)
-    np_ok = np_head is not None and all(w is not None for w in np_ws)
-    np_emb, np_rope = (emb.detach().numpy(), rope.numpy()) if np_ok else (None, None)
-
     H, D = blocks[0].attn.n_heads, blocks[0].attn.head_dim
+    cw = cpu_step_weights(blocks, norm, lm_head)
+    if cw is not None:
+        np_emb, np_cos, np_sin = emb.detach().numpy(), rope_cos.numpy(), rope_sin.numpy()
+        no_signals = np.zeros((0, 1, emb.shape[1]), np.float32)
 
     def step(tokens, cache):
         """tokens: ids [B], or input vectors [B, C] (the prefill's prefix positions)."""
@@ -595,16 +647,12 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
         if cache.k is None:
             cache.allocate(tokens.shape[0], H, D, emb.dtype, emb.device)
         signals = cache.signals[0] if cache.signals is not None else None   # (per-layer signals, adaLN cond)
-        if np_ok and tokens.shape[0] <= NUMPY_MAX_ROWS and cache.k.dtype == torch.float32:
-            x = tokens.numpy() if vectors else np_emb[tokens.numpy()]
-            r, k, v = np_rope[cache.pos], cache.k.numpy(), cache.v.numpy()
-            sig = signals.numpy() if signals is not None else None
-            for i, w in enumerate(np_ws):
-                if sig is not None:
-                    x = x + sig[i, :, 0]
-                x = block_step_numpy(w, x, r, k[i], v[i], cache.pos)
+        if cw is not None and tokens.shape[0] <= CPU_STEP_MAX_ROWS and cache.k.dtype == torch.float32:
+            x = np.ascontiguousarray(tokens.numpy()) if vectors else np_emb[tokens.numpy()]
+            sig = no_signals if signals is None else np.ascontiguousarray(signals[:, :, 0].numpy())
+            logits = _cpu_step(x, sig, *cw, np_cos, np_sin, *cache.numpy_views(), cache.pos)
             cache.pos += 1
-            return torch.from_numpy((x @ np_head[0]) / rms_scale_numpy(x, np_head[1]))
+            return torch.from_numpy(logits)
         x, r = tokens if vectors else F.embedding(tokens, emb), rope[cache.pos]
         for i, w in enumerate(ws):
             if signals is not None:

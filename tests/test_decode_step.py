@@ -1,5 +1,5 @@
-"""The fast decode paths (static KV cache; `block_step` in torch, `block_step_numpy` for a few rows on
-the CPU) against the module path: tiny configs, CPU only."""
+"""The fast decode paths (static KV cache; `block_step` in torch, the compiled `_cpu_step` for a few rows
+on the CPU) against the module path: tiny configs, CPU only."""
 import pytest
 import torch
 
@@ -7,7 +7,7 @@ from decoders.base import Sampling
 from decoders.generative import Config, GenerativeDecoderModel
 from decoders.ret import RET, RETConfig
 from decoders import transformer
-from decoders.transformer import GATES, Block, KVCache, block_weights, generate, numpy_block_weights
+from decoders.transformer import GATES, Block, KVCache, block_weights, cpu_step_weights, generate
 
 GEN = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=2, ffn_hidden=48, n_prefix=2, bridge_hidden=16, max_len=24)
 BYTES = dict(d_model=32, n_heads=2, ffn_hidden=32, n_loops=3, n_prefix=2, bridge_hidden=16, max_len=24)
@@ -36,10 +36,10 @@ MODELS = [("generative " + g, lambda g=g: gen_model(gate=g, bridge_per_layer=Tru
 MODELS += [("generative no signals", lambda: gen_model()), ("ret", lambda: ret_model())]
 
 
-@pytest.fixture(params=["numpy", "torch"])
+@pytest.fixture(params=["cpu_step", "torch"])
 def step_path(request, monkeypatch):
-    """Run a test through the numpy step (batches of up to 4 rows) and through the torch step."""
-    monkeypatch.setattr(transformer, "NUMPY_MAX_ROWS", 4 if request.param == "numpy" else 0)
+    """Run a test through the compiled CPU step (batches of up to 4 rows) and through the torch step."""
+    monkeypatch.setattr(transformer, "CPU_STEP_MAX_ROWS", 4 if request.param == "cpu_step" else 0)
     return request.param
 
 
@@ -65,11 +65,18 @@ def test_step_logits_equal_forward_logits(name, make, step_path):
     torch.testing.assert_close(torch.stack(parts, 1), full, atol=1e-5, rtol=1e-4)
 
 
-def test_numpy_step_runs_every_gate_but_geglu():
+def test_cpu_step_runs_every_gate_and_float32_only():
     for gate in GATES:
         m = gen_model(gate=gate)
-        assert (numpy_block_weights(m.blocks[0]) is None) == (gate == "geglu"), gate
-    assert numpy_block_weights(gen_model().to(torch.float64).blocks[0]) is None  # float32 only
+        assert cpu_step_weights(list(m.blocks), m.norm, m.lm_head) is not None, gate
+    m = gen_model().to(torch.float64)
+    assert cpu_step_weights(list(m.blocks), m.norm, m.lm_head) is None
+
+
+def test_cpu_step_stores_a_shared_block_once():
+    m = ret_model()
+    qkv, *_, slot_block, _, _, _ = cpu_step_weights([m.block] * m.cfg.n_loops, m.norm, m.lm_head)
+    assert qkv.shape[0] == 1 and slot_block.tolist() == [0] * m.cfg.n_loops
 
 
 def test_sampled_generation_matches_the_module_path(step_path):
