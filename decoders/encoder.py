@@ -144,9 +144,27 @@ def load_encoder(name: str = MPNET, device: str = "cpu", path: str | None = None
     where = resolve_model_dir(name, path)
     kwargs = {} if dtype == "float32" else {"model_kwargs": {"torch_dtype": getattr(torch, dtype)}}
     try:
-        return SentenceTransformer(where, device=device, **kwargs)
+        return resident(SentenceTransformer(where, device=device, **kwargs))
     except OSError as e:
         raise FileNotFoundError(f"could not load {name} from {where}: {e}. Install it with: {INSTALL_HINT}") from None
+
+
+def resident(model):
+    """`model` with every parameter and buffer copied into memory of its own, returned.
+
+    transformers maps model.safetensors into memory and leaves the CPU tensors on that mapping,
+    so each token id not seen before faults in another page of the word-embedding matrix: a
+    server's RSS then climbs with every new word (all-mpnet-base-v2: +39 MB over 480 distinct
+    sentences after warm-up, all of it file-backed, none anonymous). With copies, the model is
+    resident from the start and RSS stays flat.
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.device.type == "cpu":
+                t.data = t.data.clone()
+    return model
 
 
 def check_texts(texts, strict: bool = True) -> list[str]:

@@ -127,6 +127,17 @@ def rss_mb(proc: psutil.Process) -> float:
     return total / 2**20
 
 
+def rss_kinds_mb(proc: psutil.Process) -> dict | None:
+    """The server's resident memory split as Linux counts it: anonymous (heap: a leak shows here) and
+    file-backed (mapped files: libraries, and weights left on a mapping grow as they are read); None off Linux."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f) if k in ("RssAnon", "RssFile")}
+    except OSError:
+        return None
+    return {"anon_mb": round(kb["RssAnon"] / 1024, 1), "file_mb": round(kb["RssFile"] / 1024, 1)}
+
+
 def call(url: str, text: str, decoders: list[str] | None, timeout_s: float, expect: list[str] | None = None) -> dict:
     """One /decode_text request over raw HTTP: {status, latency_s, error, decoders} (status: ok, failed,
     rejected). `decoders` None asks for the app's default set; `expect` is the list the answer must name."""
@@ -232,6 +243,7 @@ def run(a, url: str, server: psutil.Process, decoders: list[str], argv: list[str
         expect = warm_up(url, texts[:1], decoders, a.request_timeout, expect, 1)[0]["decoders"]
         warm_up(url, texts[1:a.warmup], decoders, a.request_timeout, expect, a.clients)
     rss["after_warmup_mb"] = round(rss_mb(server), 1)
+    kinds = {"after_warmup": rss_kinds_mb(server)}
 
     results: list[dict] = []
     lock = threading.Lock()
@@ -269,6 +281,9 @@ def run(a, url: str, server: psutil.Process, decoders: list[str], argv: list[str
     done.set()
     sampler.join()
     rss["end_mb"] = round(rss_mb(server), 1)
+    kinds["end"] = rss_kinds_mb(server)
+    if kinds["end"] is not None:
+        rss["server_anon_file_mb"] = kinds
     rss["peak_mb"] = round(max([rss["after_warmup_mb"], rss["end_mb"]] + [m for _, _, m in timeline]), 1)
     # RSS once a quarter, half, ... of the requests were answered: a leak keeps climbing, warm-up levels off
     rss["by_requests_answered"] = {f"{q}%": next((round(m, 1) for _, n, m in timeline if n >= q / 100 * len(results)),

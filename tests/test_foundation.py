@@ -1,4 +1,6 @@
 """Encoder, corpus split, decoder API and registry."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,34 @@ def test_decoder_names_that_are_not_names_are_refused_with_the_valid_ones(names,
 
     with pytest.raises(ValueError, match=message):
         check_decoder_names(names)
+
+
+def _mapped_ranges(path) -> list[tuple[int, int]]:
+    """Address ranges of this process that map `path` (Linux /proc/self/maps)."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if line.rstrip().endswith(str(path)):
+                lo, hi = line.split()[0].split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux only")
+def test_encoder_weights_are_copied_off_the_weights_file():
+    """A weight left on the memory map of model.safetensors grows RSS as new words are read (README, Limits)."""
+    from sentence_transformers import SentenceTransformer
+
+    from decoders.encoder import MPNET, load_encoder, resident
+
+    weights = Path(resolve_model_dir(MPNET)) / "model.safetensors"
+
+    def on_file(model):
+        ranges = _mapped_ranges(weights.resolve())
+        return sum(any(lo <= p.data_ptr() < hi for lo, hi in ranges) for p in model.parameters())
+
+    fresh = SentenceTransformer(str(resolve_model_dir(MPNET)), device="cpu")
+    if on_file(fresh) == 0:
+        pytest.skip("this transformers version copies the weights itself")
+    assert on_file(resident(fresh)) == 0
+    assert on_file(load_encoder()) == 0
