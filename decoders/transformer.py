@@ -617,7 +617,10 @@ def _cpu_step(x, signals, qkv, out, gate_up, down, c2, alpha, slot_block, kind, 
 
 
 if numba is not None:
-    _cpu_step = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(_cpu_step)
+    try:   # the machine code is kept next to this file, or in numba's user cache where that is read-only
+        _cpu_step = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(_cpu_step)
+    except RuntimeError:   # nowhere to keep it: compile in each process
+        _cpu_step = numba.njit(nogil=True, fastmath={"reassoc", "contract"})(_cpu_step)
 
 
 def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNorm, lm_head: nn.Linear,
