@@ -17,7 +17,8 @@ A token model that `generate` drives has `cfg.max_len`, `new_cache()` and
 `forward(tokens, emb=None, cache=None) -> logits [B, T, V]` for the token positions: with
 `emb`, the bridge's prefix goes before the tokens; with a cache, a later call continues
 where the last one stopped. It may also have `decode_step()`, returning a function
-`(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`),
+`(tokens [B], cache) -> logits [B, V]` for one new token per row (built on `block_step`, and on
+the numba-compiled `_cpu_step` for up to CPU_STEP_MAX_ROWS rows on the CPU),
 or None; `generate` then uses it after the prefill, and for the prefill too, one position at a
 time, for up to CPU_STEP_MAX_ROWS rows, when the model has `prefill_inputs(tokens, emb, cache) ->
 [B, T, C]` (the first call's input vectors: then T steps cost less than one pass through the modules).
