@@ -338,7 +338,7 @@ def measure_decoders(names: list[str], explicit: bool, texts: list[str], targets
             if explicit:
                 raise SystemExit(f"error: decoder {name!r} could not be loaded: {reason}") from e
             print(f"skipping decoder {name!r}: it could not be loaded: {reason}", file=sys.stderr)
-            skipped[name] = reason
+            skipped[name] = reason.replace(f"{ROOT}/", "")   # env.json is committed: no machine paths
             continue
         row, rows = measure_decoder(name, decoder, params, load_s, texts, targets, common, args, device)
         del decoder
