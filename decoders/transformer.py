@@ -566,7 +566,7 @@ def _cpu_step(x, signals, qkv, out, gate_up, down, c2, alpha, slot_block, kind, 
               k, v, pos):
     """One new token per row through every cache slot's block, then the head: x [B, C] -> logits [B, V].
 
-    signals [S, B, C] (per-slot signals added before each block; S = 0 for none); cos, sin [T, D / 2]
+    signals [S, B, 1, C] (per-slot signals added before each block; S = 0 for none); cos, sin [T, D / 2]
     (RoPE); k, v [S, B, H, T, D]: the static cache, written at `pos`. As `block_step` then `head`.
     """
     S, (B, C), H, D = slot_block.shape[0], x.shape, k.shape[2], k.shape[4]
@@ -578,7 +578,7 @@ def _cpu_step(x, signals, qkv, out, gate_up, down, c2, alpha, slot_block, kind, 
         for i in range(S):
             u = slot_block[i]
             if signals.shape[0] > 0:
-                xb += signals[i, b]
+                xb += signals[i, b, 0]
             qkv_b = np.dot(xb, qkv[u]) * np.float32(1.0 / math.sqrt(np.dot(xb, xb) + c2[u, 0]))
             for m in range(C):       # rotate the (even, odd) pairs of every query and key head
                 c, s = cos[pos, m % half], sin[pos, m % half]
@@ -643,7 +643,7 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
     cw = cpu_step_weights(blocks, norm, lm_head)
     if cw is not None:
         np_emb, np_cos, np_sin = emb.detach().numpy(), rope_cos.numpy(), rope_sin.numpy()
-        no_signals = np.zeros((0, 1, emb.shape[1]), np.float32)
+        no_signals = np.zeros((0, 1, 1, emb.shape[1]), np.float32)
 
     def step(tokens, cache):
         """tokens: ids [B], or input vectors [B, C] (the prefill's prefix positions)."""
@@ -653,7 +653,7 @@ def make_decode_step(blocks: list[nn.Module], tok_emb: nn.Embedding, norm: RMSNo
         signals = cache.signals[0] if cache.signals is not None else None   # (per-layer signals, adaLN cond)
         if cw is not None and tokens.shape[0] <= CPU_STEP_MAX_ROWS and cache.k.dtype == torch.float32:
             x = np.ascontiguousarray(tokens.numpy()) if vectors else np_emb[tokens.numpy()]
-            sig = no_signals if signals is None else np.ascontiguousarray(signals[:, :, 0].numpy())
+            sig = no_signals if signals is None else signals.numpy()
             logits = _cpu_step(x, sig, *cw, np_cos, np_sin, *cache.numpy_views(), cache.pos)
             cache.pos += 1
             return torch.from_numpy(logits)
