@@ -75,6 +75,13 @@ def test_feedback_is_what_makes_the_corrections_work():
     assert with_fb > without + 0.2
 
 
+def test_feedback_defaults_to_on_for_a_trained_corrector_and_off_for_target_shift():
+    assert hybrid().feedback and not hybrid(feedback=False).feedback
+    shift = HybridDecoder(Fixed(["alpha"]), ArgmaxWord(), None, HybridConfig(budget_ms=0), encode=stub_encode)
+    assert isinstance(shift.corrector, TargetShift) and not shift.feedback
+    assert shift.configured(feedback=True).feedback
+
+
 def test_a_spent_time_budget_returns_the_best_so_far():
     d = hybrid(steps=10, budget_ms=1e-6).decode(target("alpha beta gamma"), Sampling())[0][0]
     assert d.text == "alpha" and [p["step"] for p in d.extra["trajectory"]] == [0]

@@ -96,6 +96,24 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_resumes(tmp_path, tiny_data):
     assert last["step"] == 6 and state["step"] == 6 and state["sessions"] == 2
 
 
+    tuned = TrainConfig(kind="ret", out=str(tmp_path / "tuned"), init=str(tmp_path), steps=2, eval_every=2,
+                        batch_size=8, warmup=1, lr=1e-3, device="cpu", eval_n=6)
+    trainer = Trainer(tuned, data, dev, quiet=True)   # --init: the checkpoint's weights, a new schedule
+    model, _ = checkpoint.load(tmp_path, "ret", *MODELS["ret"])
+    start = trainer.model.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert trainer.state["step"] == 0 and trainer.lr == 1e-3
+    last = trainer.run()
+    state = torch.load(tmp_path / "tuned" / "train_state.pt", weights_only=True)
+    assert last["step"] == 2 and state["step"] == 2 and state["sessions"] == 1
+    assert TrainConfig.load(tmp_path / "tuned").init == str(tmp_path)
+    with pytest.raises(ValueError, match="--init takes the model"):
+        TrainConfig(kind="ret", out="x", init=str(tmp_path), model={"d_model": 64})
+    with pytest.raises(ValueError, match="holds a 'ret' checkpoint, not 'generative'"):
+        Trainer(TrainConfig(kind="generative", out=str(tmp_path / "g"), init=str(tmp_path), device="cpu"),
+                data, dev, quiet=True)
+
+
 def test_dev_scores_are_the_benchmark_metrics_of_the_greedy_outputs(tiny_data):
     dev, dev_emb = tiny_data[1]["dev"]
     Config, Model, Tokenizer = MODELS["ret"]

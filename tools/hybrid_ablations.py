@@ -6,7 +6,8 @@
 
 Groups (each row changes one HybridConfig field from the base setting, `--set` overrides the base):
   base      the defaults
-  feedback  feedback=False (ê = e: no encoder feedback)
+  feedback  feedback on and off (off: ê = e, no encoder feedback; the default is on for a trained
+            corrector, off for TargetShift)
   steps     steps 1, 3, 5, 10 with no time budget
   beam      beam 1, 3, 5 with no time budget
   start     start from bank, generative, empty
@@ -37,7 +38,7 @@ from training.config import parse_key_values
 
 GROUPS = {
     "base": [{}],
-    "feedback": [{"feedback": False}],
+    "feedback": [{"feedback": True}, {"feedback": False}],
     "steps": [{"steps": s, "budget_ms": 0} for s in (1, 3, 5, 10)],
     "beam": [{"beam": b, "budget_ms": 0} for b in (1, 3, 5)],
     "start": [{"start": s} for s in ("bank", "generative", "empty")],

@@ -3,6 +3,7 @@
     python -m training generative --out assets/generative --minutes 45          # CPU defaults
     python -m training generative --out assets/generative --resume --minutes 30 # go on later
     python -m training ret --out assets/ret --device cuda --batch-size 1024 --lr 3e-3
+    python -m training generative --init assets/generative --out runs/gen-ft --lr 1e-3 --minutes 60  # fine-tune
     python -m training score assets/generative assets/ret [--n 256]             # dev and open-dev metrics
     python -m training params generative --set conditioning=adaln n_prefix=0    # parameter count by part
     python -m training params generative --set conditioning=adaln n_prefix=0 --fit ffn_hidden --target 1934595

@@ -22,6 +22,9 @@ class TrainConfig:
     kind: str = field(default="generative", metadata=_help("model kind", choices=KINDS))
     out: str = field(default="", metadata=_help("checkpoint folder (e.g. assets/generative)", required=True))
     resume: bool = field(default=False, metadata=_help("continue from --out's checkpoint and optimizer state"))
+    init: str | None = field(default=None, metadata=_help(
+        "fine-tune: start from this checkpoint's weights, config and tokenizer (e.g. assets/generative), "
+        "with a new optimizer and LR schedule; --set/--model-config/--tokenizer do not apply", type=str))
     model: dict = field(default_factory=dict, metadata=_help(
         "model config fields, e.g. gate=pagated (values read as JSON, else as strings)", flag="--set",
         nargs="*", metavar="KEY=VALUE"))
@@ -83,6 +86,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.tokenizer and self.kind != generative.KIND:
             raise ValueError(f"--tokenizer is for the generative model; {self.kind} reads bytes")
+        if self.init and (self.resume or self.model or self.model_config or self.tokenizer):
+            raise ValueError("--init takes the model, config and tokenizer from its checkpoint: "
+                             "it goes with neither --resume nor --set/--model-config/--tokenizer")
         unknown = [s for s in self.dev_splits if s not in DEV_SPLITS]
         if unknown or not self.dev_splits:
             raise ValueError(f"dev_splits {self.dev_splits}: valid dev splits are {', '.join(DEV_SPLITS)}")

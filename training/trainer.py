@@ -101,8 +101,8 @@ def evaluate(model, tokenizer, texts: list[str], emb: torch.Tensor, device: torc
 
 
 def build_model(cfg: TrainConfig, texts: list[str], device: torch.device):
-    """(model in train mode, tokenizer, saved train state or None): resumed from cfg.out, or new
-    from the model config fields (cfg.model_config, then cfg.model) with cfg.tokenizer or a new
+    """(model in train mode, tokenizer, saved train state or None): resumed from cfg.out, started
+    from cfg.init's weights (fine-tuning: new optimizer and schedule), or new from the model config fields (cfg.model_config, then cfg.model) with cfg.tokenizer or a new
     BPE tokenizer trained on `texts`."""
     Config, Model, Tokenizer = MODELS[cfg.kind]
     out = Path(cfg.out)
@@ -114,6 +114,12 @@ def build_model(cfg: TrainConfig, texts: list[str], device: torch.device):
         if cfg.model:
             print(f"resume: model settings come from {out}/config.json; ignoring {cfg.model}", file=sys.stderr)
         return model.train(), tokenizer, saved
+    if cfg.init:
+        kind = checkpoint.read_config(cfg.init)["kind"]
+        if kind != cfg.kind:
+            raise ValueError(f"--init {cfg.init} holds a {kind!r} checkpoint, not {cfg.kind!r}")
+        model, tokenizer = checkpoint.load(Path(cfg.init), cfg.kind, Config, Model, Tokenizer, device)
+        return model.train(), tokenizer, None
     model_cfg = checkpoint.config_from_dict(Config, cfg.model_fields(), "--model-config/--set")
     if cfg.tokenizer:
         path = Path(cfg.tokenizer)
