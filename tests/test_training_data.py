@@ -10,7 +10,7 @@ from decoders.corpus import Row, load_rows
 from decoders.generative import BPETokenizer, train_tokenizer
 from training.__main__ import main as training_main
 from training.config import TrainConfig
-from training.data import (KD_COLUMNS, build_examples, epoch_examples, load_pack, pack_embeddings, read_kd,
+from training.data import (KD_COLUMNS, build_examples, load_dev, epoch_examples, load_pack, pack_embeddings, read_kd,
                            select_rows, subset_key)
 from training.params import build, fit
 from training.trainer import Trainer, build_model
@@ -157,3 +157,9 @@ def test_params_and_tokenizer_commands(tmp_path, capsys):
     tok = BPETokenizer.load(tmp_path)
     assert info["vocab"] == tok.vocab_size == 300 and tok.special_ids == {"pad": 0, "bos": 1, "eos": 2}
     assert tok.decode(tok.encode(["Café au lait, s'il vous plaît."])[0]) == "Café au lait, s'il vous plaît."
+
+
+def test_dev_rows_are_taken_source_by_source_as_eval_takes_them(tmp_path):
+    texts, emb = load_dev(9, "open-dev", tmp_path)   # nothing embedded in tmp_path: encoded here
+    by_text = {r.text: r.source for r in load_rows("open-dev")}
+    assert len({by_text[t] for t in texts}) == 9 and emb.shape == (9, 768)

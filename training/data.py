@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from decoders.base import EMBED_DIM
-from decoders.corpus import DATA_DIR, Row, _texts_sha256, embedding_paths, load_embedded, load_rows
+from decoders.corpus import DATA_DIR, Row, _texts_sha256, balanced_order, embedding_paths, load_embedded, load_rows
 from decoders.encoder import encode
 
 PACK_KEYS = ("codes", "centroids", "done", "texts_sha256", "mean_cos")
@@ -140,13 +140,17 @@ def epoch_examples(weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # --------------------------------------------------------------------------- dev sets
 
 def load_dev(n: int, split: str = "dev", data_dir: Path = DATA_DIR) -> tuple[list[str], torch.Tensor]:
-    """The first n texts of a dev split and their exact embeddings (data_dir/emb_{split}.npy, else encoded here)."""
+    """The first n texts of a dev split, taken source by source in turn as `python -m eval --split`
+    takes them (`balanced_order`: open-dev's first rows in corpus order are GCIDE definitions), and
+    their exact embeddings (data_dir/emb_{split}.npy, else encoded here)."""
     if embedding_paths(split, Path(data_dir))[0].exists():
         rows, emb = load_embedded(split, Path(data_dir))
         if len(rows) < min(n, len(load_rows(split))):
             raise ValueError(f"only {len(rows)} rows of {split} are embedded in {data_dir}; need {n}")
-        return [r.text for r in rows[:n]], torch.as_tensor(emb[:n])
-    texts = [r.text for r in load_rows(split)][:n]
+        take = balanced_order([r.source for r in rows])[:n]
+        return [rows[i].text for i in take], torch.as_tensor(emb[take])
+    rows = load_rows(split)
+    texts = [rows[i].text for i in balanced_order([r.source for r in rows])[:n]]
     return texts, torch.as_tensor(encode(texts))
 
 
