@@ -95,7 +95,6 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_resumes(tmp_path, tiny_data):
     state = torch.load(tmp_path / "train_state.pt", weights_only=True)
     assert last["step"] == 6 and state["step"] == 6 and state["sessions"] == 2
 
-
     tuned = TrainConfig(kind="ret", out=str(tmp_path / "tuned"), init=str(tmp_path), steps=2, eval_every=2,
                         batch_size=8, warmup=1, lr=1e-3, device="cpu", eval_n=6)
     trainer = Trainer(tuned, data, dev, quiet=True)   # --init: the checkpoint's weights, a new schedule

@@ -10,7 +10,7 @@ from decoders.corpus import Row, load_rows
 from decoders.generative import BPETokenizer, train_tokenizer
 from training.__main__ import main as training_main
 from training.config import TrainConfig
-from training.data import (KD_COLUMNS, build_examples, load_dev, epoch_examples, load_pack, pack_embeddings, read_kd,
+from training.data import (KD_COLUMNS, build_examples, epoch_examples, load_dev, load_pack, pack_embeddings, read_kd,
                            select_rows, subset_key)
 from training.params import build, fit
 from training.trainer import Trainer, build_model

@@ -143,15 +143,16 @@ def load_dev(n: int, split: str = "dev", data_dir: Path = DATA_DIR) -> tuple[lis
     """The first n texts of a dev split, taken source by source in turn as `python -m eval --split`
     takes them (`balanced_order`: open-dev's first rows in corpus order are GCIDE definitions), and
     their exact embeddings (data_dir/emb_{split}.npy, else encoded here)."""
+    emb = None
     if embedding_paths(split, Path(data_dir))[0].exists():
         rows, emb = load_embedded(split, Path(data_dir))
         if len(rows) < min(n, len(load_rows(split))):
             raise ValueError(f"only {len(rows)} rows of {split} are embedded in {data_dir}; need {n}")
-        take = balanced_order([r.source for r in rows])[:n]
-        return [rows[i].text for i in take], torch.as_tensor(emb[take])
-    rows = load_rows(split)
-    texts = [rows[i].text for i in balanced_order([r.source for r in rows])[:n]]
-    return texts, torch.as_tensor(encode(texts))
+    else:
+        rows = load_rows(split)
+    take = balanced_order([r.source for r in rows])[:n]
+    texts = [rows[i].text for i in take]
+    return texts, torch.as_tensor(emb[take] if emb is not None else encode(texts))
 
 
 # --------------------------------------------------------------------------- sequences and batches

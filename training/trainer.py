@@ -102,8 +102,8 @@ def evaluate(model, tokenizer, texts: list[str], emb: torch.Tensor, device: torc
 
 def build_model(cfg: TrainConfig, texts: list[str], device: torch.device):
     """(model in train mode, tokenizer, saved train state or None): resumed from cfg.out, started
-    from cfg.init's weights (fine-tuning: new optimizer and schedule), or new from the model config fields (cfg.model_config, then cfg.model) with cfg.tokenizer or a new
-    BPE tokenizer trained on `texts`."""
+    from cfg.init's weights (fine-tuning: new optimizer and schedule), or new from the model config
+    fields (cfg.model_config, then cfg.model) with cfg.tokenizer or a new BPE tokenizer trained on `texts`."""
     Config, Model, Tokenizer = MODELS[cfg.kind]
     out = Path(cfg.out)
     if cfg.resume:
