@@ -30,9 +30,9 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,8 +49,7 @@ WORDNET_KINDS = ("example", "gloss")
 EMBED_DIM = 768
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):   # a tuple: the corpus is 650K of them, built at every load
     split: str
     source: str   # "wordnet", "gcide", "brown", ...
     kind: str     # sub-source: "example"/"gloss" for WordNet, "quotation", "ham", a book, ...
@@ -67,10 +66,11 @@ def _read_tsv(path: Path, header: list[str]) -> list[list[str]]:
         raise FileNotFoundError(f"corpus file {path} not found; build it with `python -m tools.corpus_build`")
     assets.verify(path.parent, [path.name])  # size and sha256 against MANIFEST.json, where there is one
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        got = f.readline().rstrip("\n").split("\t")
-        if got != header:
-            raise ValueError(f"{path}: header {got}, expected {header}")
-        return [line.rstrip("\n").split("\t", len(header) - 1) for line in f]
+        head, *lines = f.read().split("\n")
+    got = head.split("\t")
+    if got != header:
+        raise ValueError(f"{path}: header {got}, expected {header}")
+    return [line.split("\t", len(header) - 1) for line in lines if line]
 
 
 def wordnet_rows(path: Path = CORPUS_PATH) -> list[Row]:
@@ -83,7 +83,7 @@ def rows(wordnet_path: Path = CORPUS_PATH, open_path: Path = OPEN_PATH) -> tuple
     """Every row of the corpus, WordNet first; without the open file, WordNet alone."""
     out = wordnet_rows(wordnet_path)
     if open_path.exists():
-        out += [Row(*r) for r in _read_tsv(open_path, ["split", "source", "kind", "text"])]
+        out += map(Row._make, _read_tsv(open_path, ["split", "source", "kind", "text"]))
     return tuple(out)
 
 

@@ -4,11 +4,15 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# OpenMP threads sleep when idle instead of spinning: the tests, the app server and the browser
+# share two cores, and spinning threads measured ~25 s of the suite's CPU time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(int(os.environ.get("TEST_THREADS", "2")))  # CI machine: 2 cores, shared
+# CI machine: 2 cores, shared; one thread per pytest-xdist worker
+torch.set_num_threads(int(os.environ.get("TEST_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")))
 
 
 @pytest.fixture(scope="session")
@@ -36,30 +40,52 @@ def bank():
 
 
 _APP = {}  # the app server process shared by the API and browser tests
+APP_KEYS = ("url", "log", "db", "uploads")  # what the tests get (paths as Path objects)
 
 
-def pytest_collection_modifyitems(items):
-    """Tests that need the app server run last (stable order otherwise), so that its start-up overlaps the rest."""
+def _mentions_app_server(config) -> bool:
+    """Whether any test file this run names (or finds under the folders it names) uses the app
+    server; decided before collection from the files' text, so the server can start right away."""
+    from pathlib import Path
+
+    for arg in config.args or [str(config.rootpath)]:
+        path = Path(arg.split("::")[0])
+        files = path.rglob("test_*.py") if path.is_dir() else [path] if path.suffix == ".py" else []
+        if any("app_server" in f.read_text(errors="replace") for f in files):
+            return True
+    return False
+
+
+def pytest_configure(config):
+    """Start `python app.py` before collection when this run may need it, so that its start-up
+    (imports, models, warm-up: about 25 s of CPU) overlaps collection and the tests that run first.
+    Under pytest-xdist the controller starts it and hands it to the workers (below)."""
+    if not hasattr(config, "workerinput") and _mentions_app_server(config):
+        _start_app(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: every worker gets the controller's server."""
+    if _APP:
+        node.workerinput["app_server"] = {k: str(_APP[k]) for k in APP_KEYS}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the app server run last (stable order otherwise), so that its start-up
+    overlaps the rest; under `--dist loadgroup` they all go to one worker, in that order, since
+    some of them read the server's log."""
+    for item in items:
+        if "app_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("app_server"))
     items.sort(key=lambda item: "app_server" in getattr(item, "fixturenames", ()))
 
 
 def pytest_collection_finish(session):
-    """Start `python app.py` as soon as the selected tests are known, when any of them needs it, so
-    that its start-up (about 25 s, mostly loading and warming models) overlaps the other tests."""
-    if any("app_server" in getattr(item, "fixturenames", ()) for item in session.items):
-        _compile_cpu_step()
-        _start_app(session.config)
-
-
-def _compile_cpu_step() -> None:
-    """Compile the numba CPU step here first (about 10 s in a fresh clone), so that the app server
-    loads it from the on-disk cache instead of compiling it a second time at start-up."""
-    import torch
-
-    from decoders import Sampling, get_decoder
-
-    x = torch.nn.functional.normalize(torch.ones(1, 768), dim=1)
-    get_decoder("generative").decode(x, Sampling(max_new_tokens=2))
+    """Stop a server started for nothing (a -k or -m that selected no test needing it)."""
+    if _APP and not any("app_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        _stop_app()
 
 
 def _start_app(config) -> dict:
@@ -87,6 +113,10 @@ def _start_app(config) -> dict:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    _stop_app()
+
+
+def _stop_app() -> None:
     import shutil
     import subprocess
 
@@ -98,20 +128,30 @@ def pytest_sessionfinish(session, exitstatus):
             _APP["proc"].kill()
         _APP["log_file"].close()
         shutil.rmtree(_APP["tmp"], ignore_errors=True)
+        _APP.clear()
 
 
 @pytest.fixture(scope="session")
 def app_server(pytestconfig):
-    """`python app.py` on a free local port (started at collection time, see above), with its own
-    review database and upload folder. Yields a dict: url, log (path), db (path), uploads (path)."""
+    """`python app.py` on a free local port (started before collection, see above; under xdist by the
+    controller), with its own review database and upload folder. Returns a dict: url, log (path),
+    db (path), uploads (path), once the server answers."""
     import time
     import urllib.request
+    from pathlib import Path
 
-    app = _start_app(pytestconfig)
+    if hasattr(pytestconfig, "workerinput"):
+        given = pytestconfig.workerinput.get("app_server")
+        if given is None:
+            raise RuntimeError("the xdist controller did not start the app server")
+        app, proc = {k: Path(v) if k != "url" else v for k, v in given.items()}, None
+    else:
+        proc = _start_app(pytestconfig)["proc"]
+        app = {k: _APP[k] for k in APP_KEYS}
     deadline = time.time() + 240
     while True:
-        if app["proc"].poll() is not None:
-            raise RuntimeError(f"app exited with {app['proc'].returncode}: {app['log'].read_text()[-3000:]}")
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"app exited with {proc.returncode}: {app['log'].read_text()[-3000:]}")
         try:
             urllib.request.urlopen(app["url"], timeout=2)
             break

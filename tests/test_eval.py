@@ -2,7 +2,9 @@
 
 Offline and CPU-only (HF_HUB_OFFLINE=1 is forced below); the encoders come from the PyPI packages.
 """
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -27,7 +29,7 @@ SUMMARY_REQUIRED = ["decoder", "params", "bleu", "bertscore_f1", "cos", "cos_ind
 SAMPLES_REQUIRED = ["decoder", "input", "output", "bleu", "bertscore_f1", "cos", "cos_independent", "exact", "token_f1"]
 FIVE = ["the cat sat on the mat", "a large dog barked at the postman", "she sang a song to the children",
         "an expression of greeting", "the act of running very fast"]
-FAST = ["--threads", "1", "--latency-runs", "2", "--warmup", "1"]
+FAST = ["--threads", "1", "--latency-runs", "2", "--warmup", "0"]
 
 
 @pytest.fixture(autouse=True)
@@ -206,14 +208,6 @@ def _check_outputs(out, decoder_names, n):
     return summary, samples, env
 
 
-def test_command_on_five_lines_with_phrase_bank_writes_three_files(five_lines, tmp_path):
-    out = tmp_path / "run"
-    assert main(["--decoders", "phrase-bank", "--input", str(five_lines), "--out", str(out), *FAST]) == 0
-    _, samples, env = _check_outputs(out, ["phrase-bank"], 5)
-    assert [s["input"] for s in samples] == FIVE
-    assert env["decoders_measured"] == ["phrase-bank"] and env["decoders_skipped"] == {}
-
-
 class _StubDecoder(Decoder):
     """Empty text for even rows, a fixed sentence for odd rows: exercises scoring of empty outputs."""
     name = "stub"
@@ -234,33 +228,68 @@ def _load_broken(device="cpu"):
     raise FileNotFoundError("no weights in assets/broken")
 
 
-@pytest.fixture
-def stub_registry(monkeypatch):
+@contextlib.contextmanager
+def _registry(**specs):
+    """The registry with only these decoders (name -> "module:loader"), the stubs importable."""
     module = types.ModuleType("_eval_stub_decoders")
     module.load, module.load_broken = _load_stub, _load_broken
-    monkeypatch.setitem(sys.modules, "_eval_stub_decoders", module)
-    monkeypatch.setattr(decoders, "DECODERS", {"stub": decoders.DecoderSpec("_eval_stub_decoders:load"),
-                                               "broken": decoders.DecoderSpec("_eval_stub_decoders:load_broken")})
-    decoders.get_decoder.cache_clear()
-    yield
-    decoders.get_decoder.cache_clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "_eval_stub_decoders", module)
+        mp.setattr(decoders, "DECODERS", {name: decoders.DecoderSpec(spec) for name, spec in specs.items()})
+        decoders.get_decoder.cache_clear()
+        try:
+            yield
+        finally:
+            decoders.get_decoder.cache_clear()
 
 
-def test_all_skips_a_decoder_that_cannot_load_and_records_it(stub_registry, five_lines, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["--decoders", "all", "--input", str(five_lines), "--out", str(out), *FAST]) == 0
-    assert "skipping decoder 'broken'" in capsys.readouterr().err
-    summary, samples, env = _check_outputs(out, ["stub"], 5)
+STUBS = {"stub": "_eval_stub_decoders:load", "broken": "_eval_stub_decoders:load_broken"}
+
+
+@pytest.fixture
+def stub_registry():
+    with _registry(**STUBS):
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_all(tmp_path_factory):
+    """One `--decoders all` run on five lines, shared by the tests below (each run times the encoder
+    on a batch of 32, seconds of CPU): the real phrase bank, a stub, and a decoder that cannot load."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("eval")
+    (folder / "five.txt").write_text("\n".join(FIVE) + "\n")
+    out, err, threads = folder / "cpu", io.StringIO(), torch.get_num_threads()
+    with _registry(**{"phrase-bank": decoders.DECODERS["phrase-bank"].loader}, **STUBS), \
+            contextlib.redirect_stderr(err):
+        code = main(["--decoders", "all", "--input", str(folder / "five.txt"), "--out", str(out), *FAST])
+    torch.set_num_threads(threads)
+    return types.SimpleNamespace(code=code, out=out, stderr=err.getvalue())
+
+
+def test_command_writes_three_files_with_a_row_per_loaded_decoder(run_all):
+    assert run_all.code == 0
+    _, samples, env = _check_outputs(run_all.out, ["phrase-bank", "stub"], 5)
+    assert [s["input"] for s in samples if s["decoder"] == "phrase-bank"] == FIVE
+    assert env["decoders_measured"] == ["phrase-bank", "stub"]
+
+
+def test_all_skips_a_decoder_that_cannot_load_and_records_it(run_all):
+    assert "skipping decoder 'broken'" in run_all.stderr
+    summary = _read_csv(run_all.out / "summary.csv")
+    env = json.loads((run_all.out / "env.json").read_text())
     assert env["decoders_skipped"] == {"broken": "FileNotFoundError: no weights in assets/broken"}
-    assert summary[1]["params"] == "7" and summary[1]["empty_outputs"] == "3"
+    stub = next(r for r in summary if r["decoder"] == "stub")
+    assert stub["params"] == "7" and stub["empty_outputs"] == "3"
+    samples = [s for s in _read_csv(run_all.out / "samples.csv") if s["decoder"] == "stub"]
     assert [s["output"] for s in samples][:2] == ["", "the cat sat on the mat"]
     assert float(samples[0]["bleu"]) == 0.0 and float(samples[0]["bertscore_f1"]) == 0.0
 
 
-def test_charts_build_from_a_run(stub_registry, five_lines, tmp_path):
-    main(["--decoders", "stub", "--input", str(five_lines), "--out", str(tmp_path / "cpu"), *FAST])
-    df = charts.load_results(tmp_path)  # finds tmp_path/cpu/summary.csv one level down
-    assert list(df["decoder"]) == [ENCODER_ROW, "stub"] and "device" in df
+def test_charts_build_from_a_run(run_all):
+    df = charts.load_results(run_all.out.parent)  # finds <folder>/cpu/summary.csv one level down
+    assert list(df["decoder"]) == [ENCODER_ROW, "phrase-bank", "stub"] and "device" in df
     assert len(charts.quality_chart(df).data) == 4
     assert charts.params_chart(df).layout.xaxis.type == "log"
     assert len(charts.latency_chart(df).data) == 4  # 1 input / batch of 32, decoders / encoder
@@ -268,7 +297,7 @@ def test_charts_build_from_a_run(stub_registry, five_lines, tmp_path):
 
 def test_explicitly_named_decoder_that_cannot_load_is_an_error(stub_registry, five_lines, tmp_path):
     with pytest.raises(SystemExit) as e:
-        main(["--decoders", "broken", "--input", str(five_lines), "--out", str(tmp_path / "x"), *FAST])
+        main(["--decoders", "broken", "--input", str(five_lines), "--out", str(tmp_path / "x"), "--latency-runs", "0"])
     assert e.value.code != 0 and "could not be loaded" in str(e.value.code)
     assert not (tmp_path / "x").exists()
 
