@@ -40,6 +40,7 @@ def bank():
 
 
 _APP = {}  # the app server process shared by the API and browser tests
+_COMPILE = []  # the background process compiling the CPU decode step, when one runs
 APP_KEYS = ("url", "log", "db", "uploads")  # what the tests get (paths as Path objects)
 
 
@@ -60,8 +61,29 @@ def pytest_configure(config):
     """Start `python app.py` before collection when this run may need it, so that its start-up
     (imports, models, warm-up: about 25 s of CPU) overlaps collection and the tests that run first.
     Under pytest-xdist the controller starts it and hands it to the workers (below)."""
-    if not hasattr(config, "workerinput") and _mentions_app_server(config):
-        _start_app(config)
+    if not hasattr(config, "workerinput"):
+        _compile_cpu_step()
+        if _mentions_app_server(config):
+            _start_app(config)
+
+
+def _compile_cpu_step() -> None:
+    """In a fresh clone numba has no cache yet for the CPU decode step (decoders/transformer.py):
+    compile it once, for both decoder kinds, in a background process started now, so that the app
+    server and the test workers, which need it some 15 s later, load it from decoders/__pycache__
+    instead of each compiling it (about 10 s of CPU per kind and process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if list((root / "decoders" / "__pycache__").glob("transformer._cpu_step-*.nbi")):
+        return
+    code = ("import torch; from decoders import Sampling, get_decoder; "
+            "x = torch.nn.functional.normalize(torch.ones(1, 768), dim=1); "
+            "[get_decoder(n).decode(x, Sampling(max_new_tokens=2)) for n in ('generative', 'ret')]")
+    _COMPILE.append(subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -114,6 +136,8 @@ def _start_app(config) -> dict:
 
 def pytest_sessionfinish(session, exitstatus):
     _stop_app()
+    for proc in _COMPILE:
+        proc.wait()
 
 
 def _stop_app() -> None:
