@@ -285,7 +285,9 @@ def main(argv=None):
     e.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
                    help="compute dtype of the encoder (default: bfloat16 on cuda, float32 on cpu; outputs are "
                         "normalised in float32, stored as float16)")
-    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="sentences per encoder call (default: 128 on cuda; 32 on cpu, which measured 27 sentences/s "
+                        "against 22 at 128 on 2 AMD EPYC cores)")
     e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th chunk starting at i")
     e.add_argument("--max-rows", type=int, default=None, help="stop after embedding this many new rows")
@@ -300,8 +302,9 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     i, n = (int(v) for v in a.shard.split("/"))
     splits = ["open-dev", "open-test", "dev", "test", "train"] if a.split == "all" else [a.split]
+    batch_size = a.batch_size or (128 if a.device.startswith("cuda") else 32)
     for split in splits:
-        path = embed_split(split, a.data_dir, a.device, a.dtype, a.batch_size, shard=(i, n), cache_dir=a.cache,
+        path = embed_split(split, a.data_dir, a.device, a.dtype, batch_size, shard=(i, n), cache_dir=a.cache,
                            max_rows=a.max_rows, log=lambda m: print(m, file=sys.stderr, flush=True))
         print(path)
 

@@ -15,7 +15,7 @@ or --split open-test --source-name brown); or --input FILE (one text per line, b
 skipped; assets/eval/everyday.txt is a set outside every source); --limit N keeps the first N. --decoders all measures every registered
 decoder, --decoders default the ones the app shows by default; both skip, with the reason on
 stderr and in env.json, one that cannot be loaded; a decoder named explicitly that cannot be
-loaded stops the run (exit 1). Bad arguments (unknown
+loaded stops the run before anything is encoded (exit 1). Bad arguments (unknown
 decoder, missing or empty file, bad split) exit 2 with a usage message.
 
 Sampling defaults to greedy (--temperature 0). Batch b of the quality pass decodes with seed
@@ -203,6 +203,18 @@ def release(device: str) -> None:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
+
+
+def check_loadable(names: list[str], device: str) -> None:
+    """Exit with the reason, before any encoding or timing, when a decoder named on the command line
+    cannot load: a run would otherwise stop there, after minutes spent on the ones before it."""
+    for name in names:
+        try:
+            load(name, device)
+        except Exception as e:  # noqa: BLE001 -- reported with its reason
+            raise SystemExit(f"error: decoder {name!r} could not be loaded: {type(e).__name__}: {e}") from e
+        finally:
+            release(device)
 
 
 def decode_all(decoder, name: str, targets: np.ndarray, sampling_kw: dict, batch_size: int) -> tuple[list[str], list, float]:
@@ -402,12 +414,14 @@ def main(argv: list[str] | None = None) -> int:
 
     common = {"device": device, "threads": threads, "input": source, "n": len(texts), **sampling_kw,
               "bertscore_backbone": backbone}
+    explicit = args.decoders.strip() not in ("all", "default")   # named decoders must all load
+    if explicit:
+        check_loadable(names, device)
     targets, encoder_row = measure_encoder(texts, common, args, device)
     # load the metric models now, so that every decoder's peak RSS includes the same baseline
     m.bertscore_f1(["warm up"], ["warm up"], **bert_kw, device=device)
     encode(["warm up"], MINILM, device=device)
     baseline_rss = lat.rss_mb()
-    explicit = args.decoders.strip() not in ("all", "default")
     rows, samples, skipped = measure_decoders(names, explicit, texts, targets, common, args, device)
 
     if args.latency_runs:

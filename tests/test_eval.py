@@ -295,10 +295,12 @@ def test_charts_build_from_a_run(run_all):
     assert len(charts.latency_chart(df).data) == 4  # 1 input / batch of 32, decoders / encoder
 
 
-def test_explicitly_named_decoder_that_cannot_load_is_an_error(stub_registry, five_lines, tmp_path):
+def test_explicitly_named_decoder_that_cannot_load_is_an_error_before_any_work(stub_registry, five_lines, tmp_path,
+                                                                              capsys):
     with pytest.raises(SystemExit) as e:
-        main(["--decoders", "broken", "--input", str(five_lines), "--out", str(tmp_path / "x"), "--latency-runs", "0"])
-    assert e.value.code != 0 and "could not be loaded" in str(e.value.code)
+        main(["--decoders", "stub,broken", "--input", str(five_lines), "--out", str(tmp_path / "x"), *FAST])
+    assert e.value.code != 0 and "decoder 'broken' could not be loaded: FileNotFoundError" in str(e.value.code)
+    assert "timing" not in capsys.readouterr().err   # neither the encoder nor the stub was measured
     assert not (tmp_path / "x").exists()
 
 
