@@ -3,6 +3,7 @@
     python -m decoders.corpus stats                      # sentences per source and split (JSON)
     python -m decoders.corpus embed --split open-test    # -> data/emb_open-test.npy (resumable)
     python -m decoders.corpus embed --split train --device cuda --batch-size 512
+    python -m decoders.corpus speed --batch-sizes 8,32,128   # the encoder's sentences/s here
 
 Two committed files make the corpus (`python -m tools.corpus_build` writes them):
   assets/corpus/wordnet.tsv.gz  split, source, text   WordNet glosses and usage examples
@@ -273,6 +274,21 @@ def load_embeddings(split: str, data_dir: Path = DATA_DIR) -> np.ndarray:
     return np.load(out)
 
 
+def encode_speed(texts: list[str], batch_sizes: list[int], dtypes: list[str], device: str = "cpu") -> list[dict]:
+    """Sentences a second of all-mpnet-base-v2 over `texts`, for each compute dtype and batch size
+    (one untimed batch first): what `embed` would reach on this machine with nothing else running."""
+    rows = []
+    for dtype in dtypes:
+        for batch_size in batch_sizes:
+            encode(texts[:batch_size], batch_size=batch_size, device=device, dtype=dtype, strict=False)
+            t = time.perf_counter()
+            encode(texts, batch_size=batch_size, device=device, dtype=dtype, strict=False)
+            rows.append({"dtype": dtype, "batch_size": batch_size, "n": len(texts), "device": device,
+                         "sentences_per_s": round(len(texts) / (time.perf_counter() - t), 1)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m decoders.corpus", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -288,11 +304,18 @@ def main(argv=None):
     e.add_argument("--batch-size", type=int, default=None,
                    help="sentences per encoder call (default: 128 on cuda; 32 on cpu, which measured 27 sentences/s "
                         "against 22 at 128 on 2 AMD EPYC cores)")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th chunk starting at i")
     e.add_argument("--max-rows", type=int, default=None, help="stop after embedding this many new rows")
     e.add_argument("--cache", type=Path, default=None,
                    help="a developer cache of known embeddings (e.g. ../shared/corpus), matched by exact text")
+    sp = sub.add_parser("speed", help="sentences/s of the encoder per batch size and dtype (JSON)")
+    sp.add_argument("--split", choices=SPLITS, default="open-dev", help="texts taken source by source from this split")
+    sp.add_argument("--n", type=int, default=512)
+    sp.add_argument("--batch-sizes", default="8,32,128")
+    sp.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16, float16")
+    sp.add_argument("--device", default="cpu")
+    for q in (e, sp):
+        q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     a = p.parse_args(argv)
     if a.cmd == "stats":
         print(json.dumps(stats(), indent=1))
@@ -300,6 +323,14 @@ def main(argv=None):
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
+    if a.cmd == "speed":
+        split_rows = load_rows(a.split)
+        texts = [split_rows[i].text for i in balanced_order([r.source for r in split_rows])[:a.n]]
+        result = encode_speed(texts, [int(b) for b in a.batch_sizes.split(",")], a.dtypes.split(","), a.device)
+        words = sum(len(t.split()) for t in texts) / len(texts)
+        print(json.dumps({"split": a.split, "words_per_text": round(words, 1), "threads": a.threads,
+                          "rows": result}, indent=1))
+        return
     i, n = (int(v) for v in a.shard.split("/"))
     splits = ["open-dev", "open-test", "dev", "test", "train"] if a.split == "all" else [a.split]
     batch_size = a.batch_size or (128 if a.device.startswith("cuda") else 32)

@@ -1,5 +1,6 @@
 """Corpus: splits, the open-domain build steps, and resumable embedding."""
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -137,3 +138,10 @@ def test_balanced_order_takes_the_sources_in_turn():
     assert sorted(order.tolist()) == list(range(len(sources)))
     assert [sources[i] for i in order[:3]] == ["a", "b", "c"]       # one of each first
     assert order.tolist() == [0, 4, 5, 1, 6, 2, 3]                  # corpus order within a source
+
+
+def test_speed_command_reports_sentences_per_second_per_batch_size(capsys):
+    corpus.main(["speed", "--split", "dev", "--n", "4", "--batch-sizes", "2,4"])
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["batch_size"], r["n"], r["dtype"]) for r in out["rows"]] == [(2, 4, "float32"), (4, 4, "float32")]
+    assert all(r["sentences_per_s"] > 0 for r in out["rows"]) and out["split"] == "dev"
