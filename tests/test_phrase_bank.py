@@ -129,3 +129,24 @@ def test_config_round_trips_and_unknown_keys_raise(tmp_path):
 def test_missing_bank_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m tools.phrase_bank build"):
         load(directory=tmp_path)
+
+
+def test_sweep_keeps_earlier_rows_and_measures_again_only_on_other_phrases(tmp_path, monkeypatch):
+    from tools import phrase_bank as tool
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.standard_normal((400, 768)).astype(np.float32)}
+    monkeypatch.setattr(tool, "bank_rows", lambda: ([f"phrase {i}" for i in range(len(data["x"]))],
+                                                    tool.unit_rows(data["x"])))
+    monkeypatch.setattr(tool, "_queries", lambda n, split, x: (x, x[:20], *tool.exact_top1(x, x[:20])))
+    out = tmp_path / "sweep.json"
+    kw = dict(n_queries=20, train_size=400, out=out)
+    tool.sweep([("Flat", [None]), ("PQ8np", [None])], **kw)
+    first = json.loads(out.read_text())["rows"]
+    assert [(r["factory"], r["n_phrases"]) for r in first] == [("Flat", 400), ("PQ8np", 400)]
+    assert first[0]["recall_at_1"] == 1.0
+    tool.sweep([("PQ8np", [None])], **kw)                      # same rows: nothing to do, nothing lost
+    assert json.loads(out.read_text())["rows"] == first
+    data["x"] = data["x"][:300]
+    rows = tool.sweep([("PQ8np", [None])], **kw)               # other rows: PQ8np again, Flat kept as it was
+    assert [(r["factory"], r["n_phrases"]) for r in rows] == [("Flat", 400), ("PQ8np", 300)]
