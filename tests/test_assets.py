@@ -118,10 +118,11 @@ def test_a_phrase_bank_is_recorded_on_save_and_checked_on_load(tmp_path):
     cfg = phrase_bank.BankConfig(factory="Flat")
     texts = [f"phrase {i}" for i in range(20)]
     phrase_bank.save(tmp_path, phrase_bank.build_index(rng.standard_normal((20, 768)), cfg), texts, cfg)
-    assert set(assets.read(tmp_path)["files"]) == set(phrase_bank.BANK_FILES)
+    assert set(assets.read(tmp_path)["files"]) == set(phrase_bank.bank_files(cfg)) \
+        == {"index.faiss", "texts.txt.xz", "config.json"}
     assert phrase_bank.load(directory=tmp_path).n_phrases == 20
-    flip_byte(tmp_path / "texts.txt.gz", 20)
-    with pytest.raises(ValueError, match="texts.txt.gz has sha256 .*`python -m tools.phrase_bank build`"):
+    flip_byte(tmp_path / "texts.txt.xz", 20)
+    with pytest.raises(ValueError, match="texts.txt.xz has sha256 .*`python -m tools.phrase_bank build`"):
         phrase_bank.load(directory=tmp_path)
 
 
