@@ -189,10 +189,22 @@ def balanced_order(sources: list[str]) -> np.ndarray:
     return np.lexsort((np.arange(len(sources)), np.array(keys)))
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def default_dtype(device: str) -> str:
-    """bfloat16 on a GPU; float32 on a CPU, where bfloat16 without native support (AVX2 only) measured
-    7x slower (2.6 vs 18.4 sentences/s on 2 AMD EPYC cores)."""
-    return "bfloat16" if device.startswith("cuda") else "float32"
+    """bfloat16 on a GPU and on a CPU with native bfloat16; float32 on other CPUs. Measured on 2 cores
+    (batch 32 unless said): an Intel Xeon with AMX, 197.5 sentences/s in bfloat16 against 61.6 in
+    float32; an AMD EPYC with AVX2 only, 2.6 in bfloat16 against 18.4 in float32 (batch 128)."""
+    return "bfloat16" if device.startswith("cuda") or cpu_has_bf16() else "float32"
 
 
 def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtype: str | None = None,

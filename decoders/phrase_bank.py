@@ -51,8 +51,8 @@ REBUILD = "python -m tools.phrase_bank build"
 
 @dataclass
 class BankConfig:
-    factory: str = "IVF1024,PQ256np"  # faiss index_factory string (inner product on unit vectors; np = no polysemous training)
-    nprobe: int = 64                # inverted lists visited per query (IVF indexes only)
+    factory: str = "RR816,IVF1024,PQ272x4fs"  # faiss index_factory string (inner product on unit vectors)
+    nprobe: int = 128               # inverted lists visited per query (IVF indexes only)
     n_candidates: int = 64          # candidates drawn from when sampling (at least top_k)
     logit_scale: float = 20.0       # logits = cosine * scale, so temperature 1 is a sensible default
     max_phrases: int = 1            # > 1: greedily join phrases while the joint cosine rises

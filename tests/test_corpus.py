@@ -145,3 +145,14 @@ def test_speed_command_reports_sentences_per_second_per_batch_size(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [(r["batch_size"], r["n"], r["dtype"]) for r in out["rows"]] == [(2, 4, "float32"), (4, 4, "float32")]
     assert all(r["sentences_per_s"] > 0 for r in out["rows"]) and out["split"] == "dev"
+
+
+def test_default_dtype_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    amd = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    xeon = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert not corpus.cpu_has_bf16(amd) and corpus.cpu_has_bf16(xeon)
+    assert not corpus.cpu_has_bf16("")
+    monkeypatch.setattr(corpus, "cpu_has_bf16", lambda: False)
+    assert corpus.default_dtype("cpu") == "float32" and corpus.default_dtype("cuda") == "bfloat16"
+    monkeypatch.setattr(corpus, "cpu_has_bf16", lambda: True)
+    assert corpus.default_dtype("cpu") == "bfloat16"

@@ -344,3 +344,20 @@ def test_a_limited_open_split_takes_every_source_in_turn():
     assert source == "open-test[:18]" and set(Counter(by_text[t] for t in texts).values()) == {2}
     wordnet, _ = read_inputs(parser.parse_args(["--split", "test", "--limit", "5"]), parser)
     assert wordnet == [r.text for r in load_rows("test")[:5]]   # one source: corpus order
+
+
+def test_by_source_groups_a_runs_samples_by_the_source_of_each_input(tmp_path):
+    import pandas as pd
+
+    from decoders.corpus import load_rows
+    from eval.by_source import by_source
+
+    rows = load_rows("open-test")
+    picked = [r for r in rows if r.source == "brown"][:3] + [r for r in rows if r.source == "kjv"][:2]
+    pd.DataFrame({"decoder": "x", "input": [r.text for r in picked], "cos": [0.5, 0.6, 0.7, 0.9, 1.0],
+                  "bleu": [1.0, 2.0, 3.0, 4.0, 6.0]}).to_csv(tmp_path / "samples.csv", index=False)
+    table = by_source(tmp_path, "open-test").set_index("source")
+    assert table.loc["kjv", "cos"] == pytest.approx(0.95) and table.loc["brown", "n"] == 3
+    assert table.loc["brown", "bleu"] == pytest.approx(2.0) and list(table.index) == ["kjv", "brown"]
+    with pytest.raises(SystemExit, match="5 inputs .* not texts of the test split"):
+        by_source(tmp_path, "test")

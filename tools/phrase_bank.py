@@ -322,16 +322,18 @@ on each of the 641K vectors (an id takes 8 more). Rotating the vectors at random
 dimensions (`RR816`) before a 4-bit fast-scan product quantiser gives 272 three-dimensional
 sub-codes in 136 bytes: cosine lost 0.0052 at nprobe 128 against 0.0066 for the plain
 `IVF1024,PQ256x4fs` of the same size (the table above); nprobe 192 and 256 gave 0.0052 and
-0.0051, so the code, not the search, sets the floor. The same bytes spent otherwise did worse
-on 200,000 random train rows and 1,000 open-dev queries (`sweep_round2_200k.json`: `python -m
-tools.phrase_bank sweep --subset 200000 --queries 1000 --out ...`): a PCA to 512 or 576
-dimensions first, 8-bit codes, 4,096 lists. In one-off tests a learned OPQ rotation was no
-better than the random one, and re-ranking the top 32 by the codes' float reconstruction
-picked the same phrases. Leaving out near-duplicate rows (`--drop-near-duplicates`) does not
-pay: too few rows are near-duplicates, and dropping enough of them for a 192-byte code (which
-loses 0.003) costs more by itself (`sweep_round2_pruned.json`). The rotated 144-byte code
-(`RR864`) loses 0.0051, no better within the noise of 2,000 queries (about ±0.0003), at 119.2
-MB. Earlier sweeps: `sweep_round2_219k.json` (219,572 rows), `sweep_round2_partial.json`
+0.0051, so the code, not the search, sets the floor. The rotated 144-byte code (`RR864`) loses
+0.0051, no better within the noise of 2,000 queries (about ±0.0003), at 119.2 MB. In one-off
+runs on 200,000 random train rows and 1,000 open-dev queries (round 2, session 6; their outputs
+were lost with that machine, so they are not in the repository), these were no better: a PCA
+to 512 or 576 dimensions first (0.0075 / 0.0069), 8-bit codes of the same size (0.009), a
+learned OPQ rotation instead of the random one (0.0057 against 0.0056), 4,096 lists (0.0066 at
+nprobe 128), re-ranking the top 32 by the codes' float reconstruction (the same picks: the
+loss is the code's, not the fast-scan lookup tables'). Nor did leaving out near-duplicate rows:
+only 17K rows had another within cosine 0.9, and dropping the 105K within 0.78 (enough for the
+192-byte code, which loses 0.003) cost 0.0055 by itself. `python -m tools.phrase_bank sweep
+--subset 200000 --queries 1000 --out FILE` (with `--drop-near-duplicates COS`) reruns them
+once `data/` is embedded again. Earlier sweeps: `sweep_round2_219k.json` (219,572 rows), `sweep_round2_partial.json`
 (~342-366K rows) and `sweep_round1_wordnet.json` (WordNet alone). `np` = no polysemous training
 (faiss's `index_factory` otherwise spends minutes reordering PQ centroids for Hamming
 pre-filtering, which this bank never uses).
