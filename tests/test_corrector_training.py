@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from decoders import corrector
-from training.corrector import CorrectorTrainConfig, build_parser, load_pairs, train, warm_start
+from training.corrector import CorrectorTrainConfig, build_parser, learning_curve, load_pairs, train, warm_start
 from training.corrector_pairs import (PairsDir, encode_source, nearest_other, text_key, write_bank,
                                       write_corrected, write_decoded)
 
@@ -136,6 +136,8 @@ def test_training_lowers_the_dev_loss_and_writes_a_loadable_checkpoint(tmp_path)
     # resume continues the step count
     cfg.resume, cfg.steps = True, 26
     assert train(cfg, quiet=True, corpus=(texts, emb))["step"] == 26
+    curve = learning_curve(tmp_path / "ckpt" / "train_log.jsonl").splitlines()
+    assert len(curve) == 2 + 4 and curve[2].startswith("| 0 | 0 |") and curve[-1].startswith("| 26 |")
 
 
 def test_pairs_split_into_train_and_dev_by_target_row(tmp_path):

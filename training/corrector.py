@@ -5,6 +5,7 @@
     python -m training.corrector --pairs data/corrector_pairs --out assets/corrector --device cuda \\
         --batch-size 512 --lr 2e-3 --minutes 8 --init-from assets/generative
     python -m training.corrector --pairs data/corrector_pairs --out assets/corrector --resume --minutes 4
+    python -m training.corrector curve assets/corrector          # the learning curve as a markdown table
 
 Each training example is a pair (target row r, hypothesis h with its embedding ê): the model
 reads e = the embedding of row r, ê, e - ê and h, and learns cross-entropy on the text of row
@@ -345,7 +346,24 @@ def train(cfg: CorrectorTrainConfig, quiet: bool = False,
     return evaluate_and_save(final=True)
 
 
+def learning_curve(log_path: Path) -> str:
+    """train_log.jsonl as a markdown table (the card's learning curve)."""
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    f = lambda v, fmt: "" if v is None else format(v, fmt)  # noqa: E731
+    out = ["| step | samples | epochs | train loss | dev loss | one step: start cos | after | best of both | improved |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['step']:,} | {r['samples_seen']:,} | {r['epochs']:.2f} | {f(r.get('train_loss'), '.3f')} | "
+                   f"{f(r.get('dev_loss'), '.3f')} | {f(r.get('start_cos'), '.3f')} | {f(r.get('step_cos'), '.3f')} | "
+                   f"{f(r.get('best_cos'), '.3f')} | {f(r.get('improved'), '.0%')} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["curve"]:   # python -m training.corrector curve assets/corrector
+        print(learning_curve(Path(argv[1]) / "train_log.jsonl"))
+        return 0
     p = build_parser()
     a = p.parse_args(argv)
     try:
