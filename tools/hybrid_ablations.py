@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from decoders import Sampling, corrector, hybrid
-from decoders.corpus import SPLITS, load_embedded
+from decoders.corpus import SPLITS
 from eval import metrics
 from training.config import parse_key_values
+from training.data import load_dev
 
 GROUPS = {
     "base": [{}],
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.hybrid_ablations", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=SPLITS, default="open-dev")
-    p.add_argument("--limit", type=int, default=200, help="first N sentences of the split")
+    p.add_argument("--limit", type=int, default=200, help="first N sentences of the split, taken source by source")
     p.add_argument("--groups", default=",".join(GROUPS), help=f"comma list of {', '.join(GROUPS)}")
     p.add_argument("--set", dest="base", nargs="*", default=[], metavar="KEY=VALUE", help="base HybridConfig fields")
     p.add_argument("--corrector", default=None, help="corrector checkpoint folder, or 'none' for TargetShift "
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.corrector and not corrector.has_checkpoint(corrector_dir):
         p.error(f"--corrector {a.corrector}: no checkpoint there")
     decoder = hybrid.load(a.device, base, corrector_dir)
-    rows, emb = load_embedded(a.split)
-    refs, targets = [r.text for r in rows[:a.limit]], emb[:a.limit]
+    refs, targets = load_dev(a.limit, a.split)   # source by source, as `python -m eval --split` takes them
+    targets = targets.float().numpy()
     name = type(decoder.corrector).__name__
     print(f"{name} corrector, {len(refs)} sentences of {a.split}, device {a.device}, {a.threads} threads", file=sys.stderr)
     out = []

@@ -14,8 +14,8 @@ how the hybrid's first correction from nothing calls it. Target rows are split o
 train and dev (`--dev-frac`, seeded); the dev loss is teacher-forced on dev pairs.
 
 With the encoder available, every evaluation also measures one correction step on the first
-`--eval-n` sentences of `--eval-split` (default open-dev): the start is the generative
-decoder's greedy output (or --eval-start bank: the phrase bank's nearest phrase), re-encoded;
+`--eval-n` sentences of `--eval-split` (default open-dev), taken source by source: the start is
+the generative decoder's greedy output (or --eval-start bank: the bank's nearest phrase), re-encoded;
 the corrector's greedy rewrite is re-encoded; the log records the mean round-trip cosine
 before and after, the mean of the better of the two per sentence (what the hybrid's beam
 keeps), the share of sentences it improved, and BLEU / exact match (eval.metrics).
@@ -46,7 +46,7 @@ from eval import metrics
 
 from .config import parse_key_values
 from .corrector_pairs import SOURCES, PairsDir, embedded_train
-from .data import length_bucketed_batches, pack_sequences
+from .data import length_bucketed_batches, load_dev, pack_sequences
 from .trainer import hardware, lr_at, make_optimizer, resolve_device, sequence_loss
 
 STATE_KEYS = ("step", "samples_seen", "elapsed_s", "sessions")
@@ -240,10 +240,9 @@ class OneStep:
 
     def __init__(self, split: str, n: int, start: str, device: torch.device):
         from decoders import get_decoder
-        from decoders.corpus import load_embedded
 
-        rows, emb = load_embedded(split)
-        self.refs, self.target = [r.text for r in rows[:n]], emb[:n]
+        self.refs, target = load_dev(n, split)   # source by source, as `python -m eval --split` takes them
+        self.target = target.float().numpy()
         start_decoder = get_decoder("generative" if start == "generative" else "phrase-bank", str(device))
         self.start = [row[0].text for row in start_decoder.decode(self.target, Sampling())]
         self.device = "cuda" if device.type == "cuda" else "cpu"
