@@ -104,6 +104,7 @@ class PhraseBankDecoder(Decoder):
             raise ValueError(f"bank index holds {index.ntotal} vectors but {len(texts)} texts")
         self.index, self.texts, self.cfg, self.directory = index, texts, cfg, directory
         set_nprobe(index, cfg.nprobe)
+        _enable_reconstruct(index)   # scores and assembly read the stored vectors
 
     @property
     def num_parameters(self) -> int:
@@ -225,8 +226,11 @@ def build_index(emb: np.ndarray, cfg: BankConfig, seed: int = 0, coarse: np.ndar
 
 
 def _enable_reconstruct(index) -> None:
+    """The id -> code map that `reconstruct` needs (IVF indexes; built once, kept while the index lives)."""
     try:
-        faiss.extract_index_ivf(index).make_direct_map()  # reconstruct() for assembly
+        ivf = faiss.extract_index_ivf(index)
+        if ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map()
     except RuntimeError:
         pass  # flat / PQ / SQ indexes reconstruct without a map
 
@@ -267,5 +271,4 @@ def load(device: str = "cpu", directory: Path = ASSET_DIR) -> PhraseBankDecoder:
     texts = lzma.decompress((directory / TEXTS).read_bytes()).decode("utf-8").split("\n")[:-1]
     parts = [np.fromfile(directory / name, dtype=np.uint8) for name in bank_files(cfg)[:cfg.index_parts]]
     index = faiss.deserialize_index(parts[0] if len(parts) == 1 else np.concatenate(parts))
-    _enable_reconstruct(index)
     return PhraseBankDecoder(index, texts, cfg, directory)

@@ -159,6 +159,10 @@ def test_a_loaded_bank_reconstructs_what_the_built_index_did(tmp_path, factory):
     np.testing.assert_allclose(got, want, atol=1e-5)
     joined = BankConfig(**{**asdict(bank.cfg), "max_phrases": 3})
     assert PhraseBankDecoder(bank.index, bank.texts, joined).decode(x[:2] + x[300:302], Sampling())[0][0].text
+    # a bank built in memory (as the sweep measures it) scores and decodes without a save/load
+    fresh = PhraseBankDecoder(build_index(x, cfg), [f"p{i}" for i in range(600)], cfg)
+    top = int(bank.search(x[:1], 1)[1][0, 0])
+    assert fresh.decode(x[:1], Sampling())[0][0].score == pytest.approx(bank.cosine(x[0], top), abs=1e-5)
 
 
 def test_config_round_trips_and_unknown_keys_raise(tmp_path):
