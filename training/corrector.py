@@ -361,6 +361,9 @@ def learning_curve(log_path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["curve"]:   # python -m training.corrector curve assets/corrector
+        if len(argv) != 2:
+            print("usage: python -m training.corrector curve CHECKPOINT_DIR", file=sys.stderr)
+            return 2
         print(learning_curve(Path(argv[1]) / "train_log.jsonl"))
         return 0
     p = build_parser()

@@ -1,8 +1,8 @@
 """Training pairs for the corrector: (target row, hypothesis text, hypothesis embedding).
 
     python -m training.corrector_pairs --out data/corrector_pairs --sources bank --rows 4000      # CPU proof of life
-    python -m training.corrector_pairs --out data/corrector_pairs --sources bank,generative --rows 150000 \
-        --bank-k 2 --decoded-rows 20000 --encode-batch 32 --threads 2                         # CPU (AMX Xeon)
+    python -m training.corrector_pairs --out data/corrector_pairs --sources bank,generative --rows 150000 \\
+        --bank-k 2 --decoded-rows 15000 --encode-batch 32 --threads 1                         # CPU (AMX Xeon)
     python -m training.corrector_pairs --out data/corrector_pairs --sources bank,generative,ret \\
         --device cuda --chunk 8192 --encode-batch 1024                                             # every embedded row
     python -m training.corrector_pairs --out data/corrector_pairs --sources corrector \\
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from decoders.base import EMBED_DIM, Sampling
-from decoders.corpus import DATA_DIR, _texts_sha256, cpu_has_bf16, embedding_paths, load_split
+from decoders.corpus import DATA_DIR, _texts_sha256, default_dtype, embedding_paths, load_split
 
 SOURCES = ("bank", "generative", "ret", "corrector")
 ENCODED = ("generative", "ret", "corrector")   # sources whose texts need the encoder
@@ -174,7 +174,7 @@ def write_bank(pairs: PairsDir, targets: np.ndarray, train_texts: list[str], emb
     if st["complete"]:
         return
     keys = [text_key(t) for t in train_texts]
-    dtype = torch.bfloat16 if device.startswith("cuda") or cpu_has_bf16() else torch.float32
+    dtype = getattr(torch, default_dtype(device))   # bfloat16 on a GPU or a CPU that has it natively
     bank = torch.as_tensor(np.asarray(emb[embedded]), device=device).to(dtype)
     t0 = time.perf_counter()
     for s in range(st["items_done"], len(targets), chunk):
