@@ -62,7 +62,7 @@ def test_a_step_makes_samples_that_beat_greedy_more_likely(tiny):
     torch.manual_seed(1)
     emb = torch.randn(2, 768)
     refs = ["the cat sat on the mat", "a dog barked at night"]
-    cfg = SCSTConfig(samples=6, temperature=1.5, ce_weight=0.0, max_new_tokens=8)
+    cfg = SCSTConfig(samples=6, temperature=1.5, ce_weight=0.0, max_new_tokens=8, baseline="greedy")
     loss, stats = scst_loss(m, tok, emb, refs, stub_encode, cfg, seed=3)
     assert torch.isfinite(loss) and 0 < stats["beat_greedy"] < 1
     # the same draws again (same seed), to read which won, and their log-probabilities
@@ -94,3 +94,26 @@ def test_equal_rewards_leave_only_the_reference_loss(tiny):
     cfg = SCSTConfig(samples=3, bleu_weight=0.0, ce_weight=0.0, max_new_tokens=6)
     loss, stats = scst_loss(m, tok, emb, ["a b", "c d"], constant, cfg)
     assert loss.item() == 0.0 and stats["beat_greedy"] == 0.0
+
+
+def test_sample_baseline_advantages_are_zero_mean_per_target(tiny):
+    """baseline="samples": each sample is judged against the mean of the other k-1 (leave-one-out), so the
+    advantages of a target sum to zero and a step cannot push every draw down (greedy's baseline did, on CPU)."""
+    m, tok = tiny
+    torch.manual_seed(2)
+    emb = torch.randn(2, 768)
+    refs = ["the cat sat on the mat", "a dog barked at night"]
+    cfg = SCSTConfig(samples=4, temperature=1.5, ce_weight=0.0, max_new_tokens=8, baseline="samples")
+    seen = {}
+    def fake_logprob(model, e, samp):   # a log-probability of 1 per draw: the loss is minus the mean advantage
+        seen["n"] = len(samp)
+        return torch.ones(len(samp), requires_grad=True)
+    import training.roundtrip as rt
+    real, rt.sequence_logprob = rt.sequence_logprob, fake_logprob
+    try:
+        loss, stats = scst_loss(m, tok, emb, refs, stub_encode, cfg, seed=3)
+    finally:
+        rt.sequence_logprob = real
+    assert seen["n"] == 8 and abs(loss.item()) < 1e-6 and 0 <= stats["beat_greedy"] <= 1
+    with pytest.raises(ValueError, match="baseline"):
+        scst_loss(m, tok, emb, refs, stub_encode, SCSTConfig(samples=1, baseline="samples"), seed=3)
