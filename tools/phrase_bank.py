@@ -75,22 +75,27 @@ def exact_top1(x: np.ndarray, q: np.ndarray, chunk: int = 256) -> tuple[np.ndarr
     return np.concatenate(ids), np.concatenate(sims)
 
 
-def _measure_bank(bank: PhraseBankDecoder, x: np.ndarray, q: np.ndarray, gt: np.ndarray, gt_sim: np.ndarray,
-                  rows: np.ndarray | None = None, latency_queries: int = 300) -> dict:
-    """recall@1 and mean cosine lost against exact search over every row of `x` (exact cosines), p50/p95 ms
-    per single decode. `rows[i]`: the row of `x` that bank phrase i is (None: the bank holds all of x in order)."""
-    _, got = bank.ranked(q, 1)   # what a greedy decode returns
-    got = got[:, 0].clip(0)
+def _recall(bank: PhraseBankDecoder, x: np.ndarray, q: np.ndarray, gt: np.ndarray, gt_sim: np.ndarray,
+            rows: np.ndarray | None = None) -> dict:
+    """recall@1 and mean cosine lost of the phrase a greedy decode returns, against exact search over every
+    row of `x` (exact cosines). `rows[i]`: the row of `x` that bank phrase i is (None: all of x in order)."""
+    got = bank.ranked(q, 1)[1][:, 0].clip(0)
     if rows is not None:
         got = rows[got]
     lost = gt_sim - np.einsum("ij,ij->i", x[got], q)
+    return {"recall_at_1": float((got == gt).mean()), "mean_cos_lost": float(lost.mean())}
+
+
+def _measure_bank(bank: PhraseBankDecoder, x: np.ndarray, q: np.ndarray, gt: np.ndarray, gt_sim: np.ndarray,
+                  rows: np.ndarray | None = None, latency_queries: int = 300) -> dict:
+    """`_recall`, and p50/p95 ms per single decode."""
     bank.decode(q[:1], Sampling())  # warm-up
     times = []
     for i in range(min(latency_queries, len(q))):
         t = time.perf_counter()
         bank.decode(q[i:i + 1], Sampling())
         times.append((time.perf_counter() - t) * 1000)
-    return {"recall_at_1": float((got == gt).mean()), "mean_cos_lost": float(lost.mean()),
+    return {**_recall(bank, x, q, gt, gt_sim, rows),
             "p50_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
 
 
@@ -214,12 +219,13 @@ def sweep(variants=VARIANTS, n_queries: int = 2000, train_size: int = BankConfig
     return rows
 
 
-def measure(directory: Path = ASSET_DIR, n_queries: int = 2000) -> dict:
+def measure(directory: Path = ASSET_DIR, n_queries: int = 2000, bank: PhraseBankDecoder | None = None) -> dict:
     """Recall@1 and cosine lost of the built bank against exact inner-product search over every
     embedded train row (a bank that leaves near-duplicates out pays for it here: `lost_to_pruning`
     is the part of the loss that exact search over the bank's own rows would lose too), on open-dev
-    and WordNet dev queries; single-query decode latency (threads as in the app); size on disk."""
-    bank = load(directory=directory)
+    and WordNet dev queries; single-query decode latency (threads as in the app); size on disk.
+    `bank`: the bank in `directory`, already loaded."""
+    bank = load(directory=directory) if bank is None else bank
     texts, x = bank_rows()
     where = {t: i for i, t in enumerate(texts)}
     missing = sum(t not in where for t in bank.texts)
@@ -239,9 +245,7 @@ def measure(directory: Path = ASSET_DIR, n_queries: int = 2000) -> dict:
         out[split]["by_rerank"] = {}   # the same bank re-ranking other numbers of candidates (1: the index's order)
         for r in RERANKS:
             other = PhraseBankDecoder(bank.index, bank.texts, replace(bank.cfg, rerank=r))
-            got = keep[other.ranked(q, 1)[1][:, 0].clip(0)]
-            out[split]["by_rerank"][r] = {"recall_at_1": float((got == gt).mean()),
-                                          "mean_cos_lost": float((gt_sim - np.einsum("ij,ij->i", x[got], q)).mean())}
+            out[split]["by_rerank"][r] = _recall(other, x, q, gt, gt_sim, keep)
     return out
 
 
@@ -260,7 +264,8 @@ def sweep_table(rows: list[dict], budget_mb: float = MAX_BANK_MB) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(directory: Path, cfg: BankConfig, final: dict) -> Path:
+def write_model_card(directory: Path, bank: PhraseBankDecoder, final: dict) -> Path:
+    cfg = bank.cfg
     sweep_path = Path(directory) / "sweep.json"
     if sweep_path.exists():
         s = json.loads(sweep_path.read_text())
@@ -279,7 +284,7 @@ def write_model_card(directory: Path, cfg: BankConfig, final: dict) -> Path:
                           [f"| {r} | {od['by_rerank'][r]['recall_at_1']:.3f} | {od['by_rerank'][r]['mean_cos_lost']:.4f} | "
                            f"{wd['by_rerank'][r]['recall_at_1']:.3f} | {wd['by_rerank'][r]['mean_cos_lost']:.4f} |"
                            for r in od.get("by_rerank", {})])
-    in_bank = set(load(directory=directory).texts)
+    in_bank = set(bank.texts)
     per_source = Counter(r.source for r in load_embedded("train")[0] if r.text in in_bank)
     sources_md = ", ".join(f"{src} {n:,}" for src, n in per_source.most_common())
     dropped = (f"{final['train_rows'] - cfg.n_phrases:,} rows within cosine {cfg.drop_near_duplicates:g} of an "
@@ -405,10 +410,11 @@ def build(out: Path, cfg: BankConfig, threads: int = 0) -> None:
 
 
 def card(directory: Path = ASSET_DIR) -> None:
-    """Measure the bank in `directory` and write its model card."""
-    final = measure(directory)
+    """Measure the bank in `directory` and write its model card (one load for both)."""
+    bank = load(directory=directory)
+    final = measure(directory, bank=bank)
     print(json.dumps(final, indent=2))
-    print(f"wrote {write_model_card(directory, load(directory=directory).cfg, final)}")
+    print(f"wrote {write_model_card(directory, bank, final)}")
 
 
 def main(argv=None):
