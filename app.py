@@ -152,7 +152,7 @@ def api_rows(results: list[dict], **per_row) -> list[dict]:
 # ----------------------------------------------------------------------------- the API
 
 def decode_text(text: str, decoders: list[str] | None = None, temperature: float = 0.0, top_k: int = 0,
-                top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1, seed: int = 0,
+                top_p: float = 1.0, max_new_tokens: int = Sampling.max_new_tokens, num_samples: int = 1, seed: int = 0,
                 hybrid_budget_ms: float | None = None) -> list[dict]:
     """Embed `text` with all-mpnet-base-v2 and decode the embedding with each decoder.
 
@@ -180,7 +180,7 @@ def decode_text(text: str, decoders: list[str] | None = None, temperature: float
 
 
 def decode_vector(vector: list[float] | list[list[float]], decoders: list[str] | None = None, temperature: float = 0.0,
-                  top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1,
+                  top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = Sampling.max_new_tokens, num_samples: int = 1,
                   seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
     """Decode a 768-d all-mpnet-base-v2 vector, or up to 16 of them (one per row).
 
@@ -202,7 +202,7 @@ def decode_vector(vector: list[float] | list[list[float]], decoders: list[str] |
 
 
 def interpolate(text_a: str, text_b: str, steps: int = 5, decoders: list[str] | None = None, temperature: float = 0.0,
-                top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = 32, num_samples: int = 1,
+                top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = Sampling.max_new_tokens, num_samples: int = 1,
                 seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
     """Decode evenly spaced points on the great circle (slerp) from embedding(A) to embedding(B).
 
@@ -724,7 +724,8 @@ with gr.Blocks(title="Embedding-to-text decoder lab", delete_cache=(600, 1800)) 
             top_k = gr.Slider(*lim["top_k"][:2], value=0, step=1, label="top-k (0 = off)")
             top_p = gr.Slider(*lim["top_p"][:2], value=1, step=0.01, label="top-p (1 = off)")
         with gr.Row():
-            max_new_tokens = gr.Slider(*lim["max_new_tokens"][:2], value=32, step=1, label="max new tokens (RET: x3 bytes)")
+            max_new_tokens = gr.Slider(*lim["max_new_tokens"][:2], value=Sampling.max_new_tokens, step=1,
+                                       label="max new tokens (RET: x3 bytes)")
             num_samples = gr.Slider(*lim["num_samples"][:2], value=1, step=1, label="samples per decoder")
             seed = gr.Number(value=0, label=f"seed (0 to {lim['seed'][1]:,})")
             budget = gr.Slider(*inputs.HYBRID_BUDGET_MS, value=1500, step=100,

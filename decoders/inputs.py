@@ -71,7 +71,8 @@ def check_number(value, name: str, low: float, high: float, whole: bool = False)
     return int(value) if whole else float(value)
 
 
-def parse_sampling(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=32, num_samples=1, seed=0) -> Sampling:
+def parse_sampling(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=Sampling.max_new_tokens, num_samples=1,
+                   seed=0) -> Sampling:
     """A `Sampling` from form or API values, each checked against SAMPLING_LIMITS by name."""
     given = dict(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
                  num_samples=num_samples, seed=seed)

@@ -31,7 +31,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=Sampling.max_new_tokens)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     try:

@@ -47,7 +47,7 @@ GROUPS = {
 }
 
 
-def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray, max_new_tokens: int = 32) -> dict:
+def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray, max_new_tokens: int = Sampling.max_new_tokens) -> dict:
     """Decode each target alone; the summary row."""
     sampling = Sampling(max_new_tokens=max_new_tokens)
     decoder.decode(targets[:1], sampling)   # warm-up
