@@ -1,9 +1,12 @@
 """Hybrid decoder: iterative correction with encoder feedback, on stub parts in an 8-d word space."""
+import random
+
 import numpy as np
 import pytest
+import torch
 
 from decoders.base import Decoded, Decoder, Sampling
-from decoders.hybrid import HybridConfig, HybridDecoder, TargetShift
+from decoders.hybrid import HybridConfig, HybridDecoder, TargetShift, edit_proposals
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 BASIS = {w: np.eye(768, dtype=np.float32)[i] for i, w in enumerate(WORDS)}
@@ -52,8 +55,9 @@ class AppendMissingWord:
 
 
 def hybrid(corrector=None, **cfg):
+    """The stub parts; word-level edits off unless asked for (the corrector's tests)."""
     return HybridDecoder(Fixed(["alpha", "delta"]), ArgmaxWord(), corrector or AppendMissingWord(),
-                         HybridConfig(**{"budget_ms": 0, **cfg}), encode=stub_encode)
+                         HybridConfig(**{"budget_ms": 0, "edits": 0, **cfg}), encode=stub_encode)
 
 
 def test_without_steps_it_returns_the_pool_candidate_closest_under_the_encoder():
@@ -115,6 +119,11 @@ def test_starting_from_nothing_still_decodes():
 def test_batch_rows_are_independent():
     out = hybrid(steps=3).decode(np.concatenate([target("alpha beta"), target("delta")]), Sampling())
     assert [o[0].text for o in out] == ["alpha beta", "delta"]
+    edits = hybrid(steps=2, edits=8, stop_cos=1.1)   # random edits, drawn per hypothesis, not per batch
+    rows = torch.as_tensor(np.concatenate([target("alpha beta gamma"), target("delta epsilon"), target("zeta alpha")]))
+    together, _ = edits.search(rows, Sampling(seed=3))
+    alone = [edits.search(rows[i:i + 1], Sampling(seed=3))[0][0] for i in range(3)]
+    assert together == alone and all(len(s) > 8 for s in alone)   # every text proposed and its cosine
 
 
 def test_same_seed_same_samples():
@@ -135,3 +144,71 @@ def test_settings_out_of_range_name_the_setting():
 
 def test_parameter_count_is_the_neural_parts():
     assert hybrid().num_parameters == 100
+
+
+def _is_edit(out: str, text: str, donors: list[str]) -> bool:
+    """out is text with a span of 1-3 words deleted, a crossover of text and a donor, or text with
+    a span of 1-4 consecutive donor words inserted."""
+    w, o = text.split(), out.split()
+    if any(o == w[:i] + w[i + k:] for i in range(len(w)) for k in (1, 2, 3)):
+        return True
+    for d in (d.split() for d in donors):
+        if any(o == w[:i] + d[j:] or o == d[:j + 1] + w[i:] for i in range(1, len(w) + 1) for j in range(len(d))):
+            return True
+        if any(o == w[:i] + d[j:j + k] + w[i:] for i in range(len(w) + 1) for j in range(len(d)) for k in (1, 2, 3, 4)):
+            return True
+    return False
+
+
+def test_edit_proposals_are_deletions_crossovers_or_insertions_of_donor_words():
+    text, donors = "alpha beta gamma delta", ["epsilon zeta alpha", "zeta gamma"]
+    out = edit_proposals(text, donors, random.Random(1), 12)
+    assert len(out) == 12 and len(set(out)) == 12 and text not in out
+    assert all(_is_edit(o, text, donors) for o in out), [o for o in out if not _is_edit(o, text, donors)]
+    assert out == edit_proposals(text, donors, random.Random(1), 12)           # same rng state, same edits
+    alone = edit_proposals(text, [], random.Random(1), 12)                      # no donors: deletions only
+    assert alone and all(set(o.split()) < set(text.split()) for o in alone)
+    assert edit_proposals("alpha", [], random.Random(1), 4) == []               # nothing left to edit
+
+
+def test_edits_join_what_two_pool_texts_each_got_right():
+    """The pool holds "alpha beta" and "gamma delta", the target is all four words: the stub
+    corrector cannot help (it proposes nothing new), a crossover or insertion of donor words can."""
+    class Same:
+        def propose(self, target, landed, texts, sampling, n):
+            return [[t] * n for t in texts]
+    e = target("alpha beta gamma delta")
+    pool = HybridDecoder(Fixed(["alpha beta", "gamma delta"]), Fixed(["alpha beta"]), Same(),
+                         HybridConfig(budget_ms=0, steps=4, bank_candidates=2, edits=0), encode=stub_encode)
+    edits = pool.configured(edits=16)
+    before = pool.decode(e, Sampling())[0][0]
+    after = edits.decode(e, Sampling())[0][0]
+    assert before.score == pytest.approx(np.sqrt(0.5), abs=1e-3)
+    assert set(after.text.split()) == {"alpha", "beta", "gamma", "delta"} and after.score > 0.99
+    assert after.extra["trajectory"][-1]["cos"] == pytest.approx(after.score)
+
+
+def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(monkeypatch):
+    """The first step cannot be predicted from an earlier one: its proposals are encoded ENCODE_CHUNK
+    at a time with the clock read between chunks, so a spent budget cuts the step, not the answer.
+    Every clock reading is 100 ms after the last; the budget (250 ms) runs out after one chunk."""
+    import itertools
+    import time
+
+    from decoders.hybrid import ENCODE_CHUNK
+    calls = []
+    def counting_encode(texts):
+        calls.append(len(texts))
+        return stub_encode(texts)
+    def run(budget_ms):
+        calls.clear()
+        dec = HybridDecoder(Fixed(["alpha beta", "gamma delta", "epsilon zeta"]), ArgmaxWord(), AppendMissingWord(),
+                            HybridConfig(budget_ms=budget_ms, steps=1, edits=40, bank_candidates=3), encode=counting_encode)
+        return dec.decode(target("alpha beta gamma delta epsilon"), Sampling())[0][0], list(calls)
+    free, free_calls = run(0)
+    assert len(free_calls) == 2 and free_calls[1] > ENCODE_CHUNK     # pool, then every proposal at once
+    clock = itertools.count(step=0.1)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    cut, cut_calls = run(250)
+    assert cut_calls[1:] == [ENCODE_CHUNK]                           # one chunk, then the deadline
+    assert [p["step"] for p in cut.extra["trajectory"]] == [0, 1] and cut.score is not None
