@@ -180,8 +180,8 @@ def decode_text(text: str, decoders: list[str] | None = None, temperature: float
 
 
 def decode_vector(vector: list[float] | list[list[float]], decoders: list[str] | None = None, temperature: float = 0.0,
-                  top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = Sampling.max_new_tokens, num_samples: int = 1,
-                  seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
+                  top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = Sampling.max_new_tokens,
+                  num_samples: int = 1, seed: int = 0, hybrid_budget_ms: float | None = None) -> list[dict]:
     """Decode a 768-d all-mpnet-base-v2 vector, or up to 16 of them (one per row).
 
     Args:

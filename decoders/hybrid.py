@@ -197,7 +197,7 @@ class HybridDecoder(Decoder):
         return replace(sampling, seed=sampling.seed + 7919 * step)
 
     def _correct(self, targets: np.ndarray, beams: list[list[str]], cache: dict, sampling: Sampling,
-                 step: int, donors: list[list[str]] | None = None) -> list[list[str]]:
+                 step: int, donors: list[list[str]]) -> list[list[str]]:
         """New proposals for every hypothesis of every row: the corrector's as one batch, then
         `edits` word-level edits of each hypothesis taking words from the row's `donors`."""
         rows = [(i, h) for i, beam in enumerate(beams) for h in beam]
@@ -222,7 +222,7 @@ class HybridDecoder(Decoder):
             for i, beam in enumerate(beams):
                 for h in beam:
                     rng = random.Random(f"{sampling.seed}/{step}/{h}")
-                    proposals[i] += edit_proposals(h, (donors or [[]] * len(beams))[i], rng, self.cfg.edits)
+                    proposals[i] += edit_proposals(h, donors[i], rng, self.cfg.edits)
         return proposals
 
     def search(self, x: torch.Tensor, sampling: Sampling) -> tuple[list[dict[str, float]], list[list[dict]]]:
@@ -252,7 +252,8 @@ class HybridDecoder(Decoder):
             if not active or (cfg.budget_ms and (elapsed + step_s) * 1000 > cfg.budget_ms * len(targets)):
                 break
             t_step = time.perf_counter()
-            donors = [sorted(scored[i], key=scored[i].get, reverse=True)[:cfg.donors] for i in active]
+            donors = [sorted(scored[i], key=scored[i].get, reverse=True)[:cfg.donors] if cfg.edits else []
+                      for i in active]
             proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors)
             turns = [p[k] for k in range(max(map(len, proposals), default=0)) for p in proposals if k < len(p)]
             self._embed(turns, cache, deadline)   # rows take turns, so a cut step shortchanges none

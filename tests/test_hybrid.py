@@ -203,7 +203,8 @@ def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(monkeypatch)
     def run(budget_ms):
         calls.clear()
         dec = HybridDecoder(Fixed(["alpha beta", "gamma delta", "epsilon zeta"]), ArgmaxWord(), AppendMissingWord(),
-                            HybridConfig(budget_ms=budget_ms, steps=1, edits=40, bank_candidates=3), encode=counting_encode)
+                            HybridConfig(budget_ms=budget_ms, steps=1, edits=40, bank_candidates=3),
+                            encode=counting_encode)
         return dec.decode(target("alpha beta gamma delta epsilon"), Sampling())[0][0], list(calls)
     free, free_calls = run(0)
     assert len(free_calls) == 2 and free_calls[1] > ENCODE_CHUNK     # pool, then every proposal at once

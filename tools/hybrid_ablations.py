@@ -18,8 +18,8 @@ Each input is decoded alone (greedy), as the app does, so the latency is per sen
 round-trip cosine (the hybrid's own: all-mpnet-base-v2 of the returned text against the
 target; a row with no candidate at all has no cosine and is counted under "no output"), the
 independent cosine (all-MiniLM-L6-v2 of output and reference: a search that fits mpnet's quirks
-rather than the sentence gains under mpnet only), corpus BLEU and exact match (eval.metrics), the mean number of correction steps run,
-and p50/p95 latency of decode(). The corrector is assets/corrector when it holds a checkpoint,
+rather than the sentence gains under mpnet only), corpus BLEU and exact match (eval.metrics), the
+mean number of correction steps run, and p50/p95 latency of decode(). The corrector is assets/corrector when it holds a checkpoint,
 else TargetShift; `--corrector DIR|none` picks. Writes OUT/ablations.json and OUT/ablations.md.
 """
 from __future__ import annotations
@@ -51,7 +51,8 @@ GROUPS = {
 }
 
 
-def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray, max_new_tokens: int = Sampling.max_new_tokens) -> dict:
+def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray,
+        max_new_tokens: int = Sampling.max_new_tokens) -> dict:
     """Decode each target alone; the summary row."""
     sampling = Sampling(max_new_tokens=max_new_tokens)
     decoder.decode(targets[:1], sampling)   # warm-up
@@ -77,8 +78,8 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "defaults"
-        ind = f"{r['cos_independent']:.3f}" if "cos_independent" in r else "-"
-        lines.append(f"| {r['group']} | {setting} | {r['n']} | {r['cos']:.3f} | {ind} | {r['bleu']:.1f} | {r['exact']:.1%} | "
+        lines.append(f"| {r['group']} | {setting} | {r['n']} | {r['cos']:.3f} | {r['cos_independent']:.3f} | "
+                     f"{r['bleu']:.1f} | {r['exact']:.1%} | "
                      f"{r['steps']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['empty']} |")
     return "\n".join(lines) + "\n"
 

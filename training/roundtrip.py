@@ -113,7 +113,7 @@ def scst_loss(model, tokenizer, emb: torch.Tensor, refs: list[str], encode: Enco
     # A sample cut short is scored as if it ended there (sequence_logprob adds <eos>), so a cap below
     # the model's limit would teach it to stop early: session 8's runs capped at 32 units, which cut
     # 34 % of open-test outputs of the generative decoder and every RET sample at 32 bytes.
-    cap = min(cfg.max_new_tokens or m.max_len - 1, m.max_len - 1)
+    cap = cfg.max_new_tokens or m.max_len - 1   # generate() clamps it to the model's limit
     was_training = model.training
     model.eval()  # outputs drawn as at test time (no dropout)
     samp, _ = generate(model, emb, Sampling(temperature=cfg.temperature, top_p=cfg.top_p, num_samples=k, seed=seed),
