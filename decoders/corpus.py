@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import assets
-from .encoder import encode
+from .encoder import default_dtype, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = ROOT / "assets" / "corpus"
@@ -187,24 +187,6 @@ def balanced_order(sources: list[str]) -> np.ndarray:
         keys.append(rank.get(s, 0))
         rank[s] = keys[-1] + 1
     return np.lexsort((np.arange(len(sources)), np.array(keys)))
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
-
-
-def default_dtype(device: str) -> str:
-    """bfloat16 on a GPU and on a CPU with native bfloat16; float32 on other CPUs. Measured on 2 cores
-    (batch 32 unless said): an Intel Xeon with AMX, 197.5 sentences/s in bfloat16 against 61.6 in
-    float32; an AMD EPYC with AVX2 only, 2.6 in bfloat16 against 18.4 in float32 (batch 128)."""
-    return "bfloat16" if device.startswith("cuda") or cpu_has_bf16() else "float32"
 
 
 def embed_split(split: str, data_dir: Path = DATA_DIR, device: str = "cpu", dtype: str | None = None,

@@ -167,6 +167,24 @@ def resident(model):
     return model
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def default_dtype(device: str) -> str:
+    """bfloat16 on a GPU and on a CPU with native bfloat16; float32 on other CPUs. Measured on 2 cores
+    (batch 32 unless said): an Intel Xeon with AMX, 197.5 sentences/s in bfloat16 against 61.6 in
+    float32; an AMD EPYC with AVX2 only, 2.6 in bfloat16 against 18.4 in float32 (batch 128)."""
+    return "bfloat16" if device.startswith("cuda") or cpu_has_bf16() else "float32"
+
+
 def check_texts(texts, strict: bool = True) -> list[str]:
     """`texts` as a non-empty list of strings, or ValueError naming the bad one. strict: also refuse
     empty texts and texts over MAX_CHARS characters (user input; decoder outputs may be empty)."""

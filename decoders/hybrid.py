@@ -9,11 +9,16 @@
    all proposals of the step are re-encoded in one batched encoder call, and the beam is
    again the best `beam` unique texts seen so far.
 3. Stop after `steps` corrections, when the best cosine reaches `stop_cos`, when a step
-   brings no gain, or when the time budget would be overrun by one more step (anytime:
-   the best text so far is always ready). Within a step the proposals are encoded in chunks
-   of `ENCODE_CHUNK`, rows taking turns, and a step whose budget runs out keeps what was encoded
-   (the first step cannot be predicted from an earlier one). The budget is per embedding: a call
-   with n rows may take n x `budget_ms`, so a row gets no fewer steps in a batch than alone.
+   brings no gain, or when the time budget would be overrun by the shortest useful step, the
+   last step's proposals and one encoder call (anytime: the best text so far is always ready).
+   Within a step the proposals are encoded in chunks of `ENCODE_CHUNK`, rows taking turns, and
+   a step whose budget runs out keeps what was encoded (the first step cannot be predicted from
+   an earlier one). The budget is per embedding: a call with n rows may take n x `budget_ms`,
+   so a row gets no fewer steps in a batch than alone.
+The encoder runs in `search_dtype` (auto: bfloat16 on a GPU or a CPU that computes it natively,
+float32 elsewhere). On the 2-core AMX Xeon bfloat16 encodes open-dev sentences 2.8x faster (8.6
+against 24 ms each in batches of 32) and moves cosines by ~1e-4, so the scores returned are the
+search's; eval's round-trip cosine re-encodes the output in float32.
 
 Correctors:
   TargetShift  needs no training: decodes e' = normalise(e + correction * (e - ê)) with the
@@ -42,6 +47,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -50,12 +56,13 @@ import torch
 
 from . import check_decoder_names, corrector, get_decoder
 from .base import Decoded, Decoder, Sampling
-from .encoder import encode as mpnet_encode
+from .encoder import default_dtype, encode as mpnet_encode
 from .sampling import make_generator, sample_next_token
 
 STARTS = ("pool", "bank", "generative", "empty")
 MAX_STEPS, MAX_BEAM, MAX_BUDGET_MS = 50, 16, 60_000
 ENCODE_CHUNK = 32   # proposals per encoder call within a step, the clock read between calls
+SEARCH_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -69,6 +76,7 @@ class HybridConfig:
     donors: int = 8                   # best texts of the row whose words the edits may take
     budget_ms: float = 1500.0         # wall-clock budget per embedding: n rows in a call get n x this (0 = none)
     stop_cos: float = 0.99            # stop when the best round-trip cosine reaches this
+    search_dtype: str = "auto"        # encoder precision while searching (auto: bfloat16 where computed natively)
     feedback: bool | None = None      # False: ê = e (no encoder feedback); None: on for a trained corrector only
     correction: float = 1.0           # TargetShift step size
     explore_temperature: float = 0.7  # temperature of the extra proposals in greedy mode
@@ -77,6 +85,8 @@ class HybridConfig:
     generative_decoder: str = "generative"
 
     def __post_init__(self):
+        if self.search_dtype not in SEARCH_DTYPES:
+            raise ValueError(f"search_dtype must be one of {', '.join(SEARCH_DTYPES)}, got {self.search_dtype!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         for name, value, lo, hi in (("steps", self.steps, 0, MAX_STEPS), ("beam", self.beam, 1, MAX_BEAM),
@@ -140,11 +150,15 @@ class HybridDecoder(Decoder):
     name = "hybrid"
 
     def __init__(self, bank: Decoder | None, generative: Decoder, corrector: Proposer | None = None,
-                 cfg: HybridConfig | None = None, encode: Callable[[list[str]], np.ndarray] | None = None):
+                 cfg: HybridConfig | None = None, encode: Callable[[list[str]], np.ndarray] | None = None,
+                 device: str = "cpu"):
+        """`encode` replaces all-mpnet-base-v2 (tests); by default it encodes in `cfg.search_dtype`."""
         self.bank, self.generative = bank, generative
         self.cfg = cfg or HybridConfig()
         self.corrector = corrector or TargetShift(generative, self.cfg.correction)
-        self.encode = encode or mpnet_encode
+        self.device, self._encode = device, encode
+        dtype = default_dtype(device) if self.cfg.search_dtype == "auto" else self.cfg.search_dtype
+        self.encode = encode or partial(mpnet_encode, device=device, dtype=dtype, strict=False)
 
     def configured(self, **overrides) -> "HybridDecoder":
         """The same decoder with some HybridConfig fields changed (steps, beam, budget_ms, ...)."""
@@ -153,7 +167,7 @@ class HybridDecoder(Decoder):
             raise ValueError(f"unknown hybrid setting(s) {sorted(unknown)}; valid: {sorted(HybridConfig.__dataclass_fields__)}")
         cfg = replace(self.cfg, **overrides)
         corrector = TargetShift(self.generative, cfg.correction) if isinstance(self.corrector, TargetShift) else self.corrector
-        return HybridDecoder(self.bank, self.generative, corrector, cfg, self.encode)
+        return HybridDecoder(self.bank, self.generative, corrector, cfg, self._encode, self.device)
 
     @property
     def feedback(self) -> bool:
@@ -179,16 +193,20 @@ class HybridDecoder(Decoder):
                 pool += [d.text for d in row]
         return pools
 
-    def _embed(self, texts, cache: dict[str, np.ndarray], deadline: float | None = None) -> None:
+    def _embed(self, texts, cache: dict[str, np.ndarray], deadline: float | None = None) -> float:
         """Encode the texts not in `cache` yet, in the order given (duplicates dropped), in chunks of
-        ENCODE_CHUNK; with a `deadline` (time.perf_counter() seconds), stop once it has passed."""
+        ENCODE_CHUNK; with a `deadline` (time.perf_counter() seconds), stop once it has passed.
+        Returns the longest time one encoder call took (s)."""
         new = list(dict.fromkeys(t for t in texts if t.strip() and t not in cache))
         size = ENCODE_CHUNK if deadline is not None else max(1, len(new))
+        longest = 0.0
         for s in range(0, len(new), size):
             if s and deadline is not None and time.perf_counter() > deadline:
                 break
-            chunk = new[s:s + size]
+            chunk, t = new[s:s + size], time.perf_counter()
             cache.update(zip(chunk, self.encode(chunk)))
+            longest = max(longest, time.perf_counter() - t)
+        return longest
 
     def _proposal_sampling(self, sampling: Sampling, step: int) -> Sampling:
         if sampling.greedy:   # deterministic exploration around the greedy correction
@@ -246,17 +264,18 @@ class HybridDecoder(Decoder):
         trajectory = [[{"step": 0, "text": b[0] if b else "", "cos": scored[i][b[0]] if b else None}]
                       for i, b in enumerate(beams)]
         active = [i for i in range(len(targets)) if not beams[i] or scored[i][beams[i][0]] < cfg.stop_cos]
-        step_s = 0.0
+        least_s = 0.0   # the shortest useful step, from the last one: its proposals and one encoder call
         for step in range(1, cfg.steps + 1):
             elapsed = time.perf_counter() - t0
-            if not active or (cfg.budget_ms and (elapsed + step_s) * 1000 > cfg.budget_ms * len(targets)):
+            if not active or (cfg.budget_ms and (elapsed + least_s) * 1000 > cfg.budget_ms * len(targets)):
                 break
             t_step = time.perf_counter()
             donors = [sorted(scored[i], key=scored[i].get, reverse=True)[:cfg.donors] if cfg.edits else []
                       for i in active]
             proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors)
+            propose_s = time.perf_counter() - t_step
             turns = [p[k] for k in range(max(map(len, proposals), default=0)) for p in proposals if k < len(p)]
-            self._embed(turns, cache, deadline)   # rows take turns, so a cut step shortchanges none
+            least_s = propose_s + self._embed(turns, cache, deadline)   # rows take turns: a cut step shortchanges none
             still = []
             for j, i in enumerate(active):
                 before = scored[i][beams[i][0]] if beams[i] else -1.0
@@ -267,7 +286,6 @@ class HybridDecoder(Decoder):
                 if best is not None and best > before + 1e-6 and best < cfg.stop_cos:
                     still.append(i)
             active = still
-            step_s = time.perf_counter() - t_step
         return scored, trajectory
 
     def _decode(self, x: torch.Tensor, sampling: Sampling) -> list[list[Decoded]]:
@@ -297,4 +315,4 @@ def load(device: str = "cpu", cfg: HybridConfig | None = None,
     check_decoder_names([n for n in (cfg.bank_decoder, cfg.generative_decoder) if n])
     bank = get_decoder(cfg.bank_decoder, device) if cfg.bank_decoder else None
     trained = corrector.load(device, corrector_dir) if corrector.has_checkpoint(corrector_dir) else None
-    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), trained, cfg=cfg)
+    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), trained, cfg=cfg, device=device)

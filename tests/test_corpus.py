@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from decoders import corpus
+from decoders import corpus, encoder
 from decoders.corpus import SPLITS, embed_split, load_embedded, load_rows, load_split, stats, text_hash
 from decoders.encoder import encode
 from tools.corpus_build import NearDuplicates, choose_eval, dedup, normalise, reject_reason
@@ -150,9 +150,9 @@ def test_speed_command_reports_sentences_per_second_per_batch_size(capsys):
 def test_default_dtype_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
     amd = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
     xeon = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
-    assert not corpus.cpu_has_bf16(amd) and corpus.cpu_has_bf16(xeon)
-    assert not corpus.cpu_has_bf16("")
-    monkeypatch.setattr(corpus, "cpu_has_bf16", lambda: False)
-    assert corpus.default_dtype("cpu") == "float32" and corpus.default_dtype("cuda") == "bfloat16"
-    monkeypatch.setattr(corpus, "cpu_has_bf16", lambda: True)
-    assert corpus.default_dtype("cpu") == "bfloat16"
+    assert not encoder.cpu_has_bf16(amd) and encoder.cpu_has_bf16(xeon)
+    assert not encoder.cpu_has_bf16("")
+    monkeypatch.setattr(encoder, "cpu_has_bf16", lambda: False)
+    assert encoder.default_dtype("cpu") == "float32" and encoder.default_dtype("cuda") == "bfloat16"
+    monkeypatch.setattr(encoder, "cpu_has_bf16", lambda: True)
+    assert encoder.default_dtype("cpu") == "bfloat16"

@@ -1,5 +1,6 @@
 """Hybrid decoder: iterative correction with encoder feedback, on stub parts in an 8-d word space."""
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,6 +55,13 @@ class AppendMissingWord:
         return [[(t + " " + WORDS[int(np.argmax((e - l)[:6]))]).strip()] * n for e, l, t in zip(target, landed, texts)]
 
 
+class Same:
+    """A stub corrector that proposes nothing new."""
+
+    def propose(self, target, landed, texts, sampling, n):
+        return [[t] * n for t in texts]
+
+
 def hybrid(corrector=None, **cfg):
     """The stub parts; word-level edits off unless asked for (the corrector's tests)."""
     return HybridDecoder(Fixed(["alpha", "delta"]), ArgmaxWord(), corrector or AppendMissingWord(),
@@ -92,17 +100,25 @@ def test_a_spent_time_budget_returns_the_best_so_far():
 
 
 def test_the_budget_is_per_embedding(monkeypatch):
-    """A row gets as many steps in a batch as alone: n rows get n x budget_ms. Every reading of the
-    clock is 100 ms after the last, so a step 'takes' 100 ms and the loop is deterministic."""
-    import itertools
+    """A row gets as many steps in a batch as alone: n rows get n x budget_ms. The clock moves only
+    in the encoder, 100 ms a call, so a step 'takes' 100 ms and the loop is deterministic."""
     import time
-    clock = itertools.count(step=0.1)
-    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    now = [0.0]
+
+    def slow_encode(texts):
+        now[0] += 0.1
+        return stub_encode(texts)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     e = target("alpha beta gamma epsilon zeta")   # four words to add: the corrections keep gaining
-    alone = hybrid(steps=10, budget_ms=250).decode(e, Sampling())[0][0].extra["trajectory"]
-    three = hybrid(steps=10, budget_ms=250).decode(np.concatenate([e, e, e]), Sampling())
-    assert [p["step"] for p in alone] == [0, 1]
-    assert [[p["step"] for p in row[0].extra["trajectory"]] for row in three] == [[0, 1, 2]] * 3
+
+    def steps(x, budget_ms):
+        dec = hybrid(steps=10, budget_ms=budget_ms)
+        dec.encode = slow_encode
+        return [[p["step"] for p in row[0].extra["trajectory"]] for row in dec.decode(x, Sampling())]
+
+    assert steps(e, 150) == [[0, 1]]   # pool at 100 ms, step 1 at 200 ms; a second would end at 300
+    assert steps(np.concatenate([e, e, e]), 150) == [[0, 1, 2, 3]] * 3   # 450 ms: the rows share each call
 
 
 def test_target_shift_moves_the_target_away_from_where_the_hypothesis_landed():
@@ -174,9 +190,6 @@ def test_edit_proposals_are_deletions_crossovers_or_insertions_of_donor_words():
 def test_edits_join_what_two_pool_texts_each_got_right():
     """The pool holds "alpha beta" and "gamma delta", the target is all four words: the stub
     corrector cannot help (it proposes nothing new), a crossover or insertion of donor words can."""
-    class Same:
-        def propose(self, target, landed, texts, sampling, n):
-            return [[t] * n for t in texts]
     e = target("alpha beta gamma delta")
     pool = HybridDecoder(Fixed(["alpha beta", "gamma delta"]), Fixed(["alpha beta"]), Same(),
                          HybridConfig(budget_ms=0, steps=4, bank_candidates=2, edits=0), encode=stub_encode)
@@ -191,14 +204,14 @@ def test_edits_join_what_two_pool_texts_each_got_right():
 def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(monkeypatch):
     """The first step cannot be predicted from an earlier one: its proposals are encoded ENCODE_CHUNK
     at a time with the clock read between chunks, so a spent budget cuts the step, not the answer.
-    Every clock reading is 100 ms after the last; the budget (250 ms) runs out after one chunk."""
-    import itertools
+    The clock moves only in the encoder, 100 ms a call; the budget (150 ms) runs out after one chunk."""
     import time
 
     from decoders.hybrid import ENCODE_CHUNK
-    calls = []
+    calls, now = [], [0.0]
     def counting_encode(texts):
         calls.append(len(texts))
+        now[0] += 0.1
         return stub_encode(texts)
     def run(budget_ms):
         calls.clear()
@@ -208,8 +221,51 @@ def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(monkeypatch)
         return dec.decode(target("alpha beta gamma delta epsilon"), Sampling())[0][0], list(calls)
     free, free_calls = run(0)
     assert len(free_calls) == 2 and free_calls[1] > ENCODE_CHUNK     # pool, then every proposal at once
-    clock = itertools.count(step=0.1)
-    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
-    cut, cut_calls = run(250)
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    cut, cut_calls = run(150)
     assert cut_calls[1:] == [ENCODE_CHUNK]                           # one chunk, then the deadline
     assert [p["step"] for p in cut.extra["trajectory"]] == [0, 1] and cut.score is not None
+
+
+def test_a_bfloat16_search_scores_within_1e3_of_float32_and_ranks_alike():
+    """The search encodes in bfloat16 where the CPU computes it natively (2.8x faster); its scores
+    stay within 1e-3 of the float32 round-trip cosine that eval reports."""
+    from decoders.encoder import encode
+    pool = ["A small dog barked at the mailman.", "The dog barked.", "A cat slept on the sofa."]
+    x = encode(["A little dog barked at the postman."])
+    cfg = HybridConfig(start="bank", steps=0, bank_candidates=3, budget_ms=0)
+    fast = HybridDecoder(Fixed(pool), Fixed(["dogs"]), Same(), replace(cfg, search_dtype="bfloat16"))
+    exact = fast.configured(search_dtype="float32")
+    assert fast.encode.keywords["dtype"] == "bfloat16" and exact.encode.keywords["dtype"] == "float32"
+    rows = [d.decode(x, Sampling(num_samples=3))[0] for d in (fast, exact)]
+    assert [d.text for d in rows[0]] == [d.text for d in rows[1]] == [pool[0], pool[1], pool[2]]
+    reference = (encode(pool) @ x[0]).tolist()
+    assert [d.score for d in rows[1]] == pytest.approx(reference, abs=1e-6)
+    assert [d.score for d in rows[0]] == pytest.approx(reference, abs=1e-3)
+    with pytest.raises(ValueError, match="search_dtype"):
+        HybridConfig(search_dtype="int8")
+
+
+def test_a_step_starts_when_its_proposals_and_one_encoder_call_still_fit(monkeypatch):
+    """Budget left for part of a step is spent on its first chunks: with 100 ms an encoder call and
+    a first step of several calls, a second step still starts when 100 ms are left."""
+    import time
+
+    now = [0.0]
+    def slow_encode(texts):
+        now[0] += 0.1
+        return stub_encode(texts)
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    dec = HybridDecoder(Fixed(["alpha", "beta gamma", "delta epsilon zeta"]), ArgmaxWord(), Same(),
+                        HybridConfig(budget_ms=60_000, steps=2, edits=40, bank_candidates=3), encode=slow_encode)
+    e = target(" ".join(words))
+    free = dec.decode(e, Sampling())[0][0].extra["trajectory"]
+    assert [p["step"] for p in free] == [0, 1, 2] and free[2]["cos"] > free[1]["cos"] > free[0]["cos"]
+    now[0] = 0.0
+    dec.configured(steps=1).decode(e, Sampling())
+    step_ms = 1000 * now[0] - 100                      # the first step's encoder calls, after the pool's
+    assert step_ms >= 200                              # more than one chunk
+    now[0] = 0.0
+    cut = dec.configured(budget_ms=100 + step_ms + 150).decode(e, Sampling())[0][0].extra["trajectory"]
+    assert [p["step"] for p in cut] == [0, 1, 2]        # step 2 started with 150 ms left, cut after its first chunks

@@ -15,8 +15,8 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   edits     word-level edits per hypothesis and step 0 (the corrector's proposals only), 8, 16, 32
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
-round-trip cosine (the hybrid's own: all-mpnet-base-v2 of the returned text against the
-target; a row with no candidate at all has no cosine and is counted under "no output"), the
+round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
+eval scores it; a row with no candidate at all has no cosine and is counted under "no output"), the
 independent cosine (all-MiniLM-L6-v2 of output and reference: a search that fits mpnet's quirks
 rather than the sentence gains under mpnet only), corpus BLEU and exact match (eval.metrics), the
 mean number of correction steps run, and p50/p95 latency of decode(). The corrector is assets/corrector when it holds a checkpoint,
@@ -56,15 +56,15 @@ def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray,
     """Decode each target alone; the summary row."""
     sampling = Sampling(max_new_tokens=max_new_tokens)
     decoder.decode(targets[:1], sampling)   # warm-up
-    texts, cos, steps, ms = [], [], [], []
+    texts, found, steps, ms = [], [], [], []
     for x in targets:
         t0 = time.perf_counter()
         d = decoder.decode(x[None], sampling)[0][0]
         ms.append((time.perf_counter() - t0) * 1000)
         texts.append(d.text)
-        cos.append(d.score if d.score is not None else float("nan"))
+        found.append(d.score is not None)
         steps.append(d.extra["trajectory"][-1]["step"])
-    cos = np.array(cos, dtype=float)
+    cos = np.where(found, metrics.roundtrip_cosine(texts, targets), np.nan)   # float32, as eval scores it
     return {"n": len(refs), "cos": float(np.nanmean(cos)), "cos_std": float(np.nanstd(cos)),
             "cos_independent": float(np.mean(metrics.independent_cosine(texts, refs))),
             "empty": int(np.isnan(cos).sum()), "bleu": metrics.corpus_bleu(texts, refs)[0],

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 from decoders.base import EMBED_DIM, Sampling
-from decoders.corpus import DATA_DIR, _texts_sha256, default_dtype, embedding_paths, load_split
+from decoders.corpus import DATA_DIR, _texts_sha256, embedding_paths, load_split
+from decoders.encoder import default_dtype
 
 SOURCES = ("bank", "generative", "ret", "corrector")
 ENCODED = ("generative", "ret", "corrector")   # sources whose texts need the encoder
