@@ -30,7 +30,9 @@ changes of a hypothesis, the encoder judging them like every other proposal. A s
 deleted, a crossover with one of the row's best texts so far (the head of one, the tail of the
 other), or a span of 1-4 of their words inserted. Crossover joins what the bank's phrases and
 the decoder's samples each got right; measured on open-dev it raises the cosine under the other
-encoder too (README, "Decoders"), so it is not only the search fitting mpnet.
+encoder too (README, "Decoders"), so it is not only the search fitting mpnet. Beside the row's
+best texts, the donors include the bank's `residual_donors` phrases nearest to e - ê of the best
+hypothesis: what it misses, whose words an insertion can add.
 With `feedback=False`, ê is replaced by e (the ablation of vec2text's Table 4). The default
 (`feedback=None`) turns feedback on for a trained corrector and off for TargetShift: measured
 on open-dev[:100], TargetShift scored cos 0.707 with feedback and 0.725 without (README,
@@ -74,6 +76,7 @@ class HybridConfig:
     proposals: int = 4                # corrections proposed per hypothesis per step
     edits: int = 8                    # word-level edits proposed per hypothesis per step (0 = none)
     donors: int = 8                   # best texts of the row whose words the edits may take
+    residual_donors: int = 4          # + the bank's phrases nearest to e - ê of the best hypothesis
     budget_ms: float = 1500.0         # wall-clock budget per embedding: n rows in a call get n x this (0 = none)
     stop_cos: float = 0.99            # stop when the best round-trip cosine reaches this
     search_dtype: str = "auto"        # encoder precision while searching (auto: bfloat16 where computed natively)
@@ -91,7 +94,7 @@ class HybridConfig:
             raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         for name, value, lo, hi in (("steps", self.steps, 0, MAX_STEPS), ("beam", self.beam, 1, MAX_BEAM),
                                     ("proposals", self.proposals, 1, 16), ("edits", self.edits, 0, 64),
-                                    ("donors", self.donors, 1, 64),
+                                    ("donors", self.donors, 1, 64), ("residual_donors", self.residual_donors, 0, 64),
                                     ("budget_ms", self.budget_ms, 0, MAX_BUDGET_MS)):
             if not lo <= value <= hi:
                 raise ValueError(f"hybrid {name} must be in [{lo}, {hi}], got {value!r}")
@@ -208,6 +211,14 @@ class HybridDecoder(Decoder):
             longest = max(longest, time.perf_counter() - t)
         return longest
 
+    def _residual_phrases(self, targets, best, rows, cache) -> list[list[str]]:
+        """The bank's phrases nearest to what each row's best hypothesis misses, e - ê."""
+        r = np.stack([targets[i] - (cache[h[0]] if h else 0) for i, h in zip(rows, best)])
+        norm = np.linalg.norm(r, axis=1)
+        found = iter(self.bank.decode(r[norm > 1e-6], Sampling(num_samples=self.cfg.residual_donors))
+                     if (norm > 1e-6).any() else [])
+        return [[d.text for d in next(found)] if n > 1e-6 else [] for n in norm]   # e = ê: nothing missing
+
     def _proposal_sampling(self, sampling: Sampling, step: int) -> Sampling:
         if sampling.greedy:   # deterministic exploration around the greedy correction
             return Sampling(temperature=self.cfg.explore_temperature, top_p=0.95,
@@ -272,6 +283,9 @@ class HybridDecoder(Decoder):
             t_step = time.perf_counter()
             donors = [sorted(scored[i], key=scored[i].get, reverse=True)[:cfg.donors] if cfg.edits else []
                       for i in active]
+            if cfg.edits and cfg.residual_donors and self.bank is not None:
+                for d, row in zip(donors, self._residual_phrases(targets, [beams[i][:1] for i in active], active, cache)):
+                    d += row
             proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors)
             propose_s = time.perf_counter() - t_step
             turns = [p[k] for k in range(max(map(len, proposals), default=0)) for p in proposals if k < len(p)]

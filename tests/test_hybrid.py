@@ -269,3 +269,14 @@ def test_a_step_starts_when_its_proposals_and_one_encoder_call_still_fit(monkeyp
     now[0] = 0.0
     cut = dec.configured(budget_ms=100 + step_ms + 150).decode(e, Sampling())[0][0].extra["trajectory"]
     assert [p["step"] for p in cut] == [0, 1, 2]        # step 2 started with 150 ms left, cut after its first chunks
+
+
+def test_residual_donors_bring_the_words_the_best_hypothesis_misses():
+    """The bank looked up at e - ê finds what the hypothesis lacks ('gamma'); edits insert it."""
+    e = target("alpha beta gamma")
+    dec = HybridDecoder(ArgmaxWord(), Fixed(["alpha beta"]), Same(),
+                        HybridConfig(budget_ms=0, steps=3, bank_candidates=1, edits=16), encode=stub_encode)
+    without = dec.configured(residual_donors=0).decode(e, Sampling())[0][0]
+    assert "gamma" not in without.text and without.score < 0.9
+    found = dec.configured(residual_donors=1).decode(e, Sampling())[0][0]
+    assert set(found.text.split()) == {"alpha", "beta", "gamma"} and found.score > 0.99
