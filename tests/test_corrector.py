@@ -210,4 +210,7 @@ def test_the_ablation_runner_scores_each_sentence_alone(tokenizer):
     assert row["n"] == 3 and row["exact"] == pytest.approx(2 / 3) and row["cos"] < 0.99
     assert row["steps"] == pytest.approx(1 / 3) and row["p50_ms"] > 0   # only the third is corrected
     assert "| base | steps=1 | 3 |" in markdown([{"group": "base", "setting": {"steps": 1}, **row}])
+    better = {**row, "cos_rows": [c + d for c, d in zip(row["cos_rows"], (0.01, 0.03, 0.02))]}
+    table = markdown([{"group": "g", "setting": {}, **row}, {"group": "g", "setting": {"steps": 2}, **better}])
+    assert "| g | steps=2 | 3 |" in table and "| +0.0200 ± 0.0058 |" in table   # paired against the group's first
     assert [s["steps"] for s in GROUPS["steps"]] == [1, 3, 5, 10]

@@ -13,6 +13,7 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   start     start from bank, generative, empty
   budget    budget_ms 500, 1000, 2000
   edits     word-level edits per hypothesis and step 0 (the corrector's proposals only), 8, 16, 32
+  residual  the bank's phrases nearest to e - ê among the edits' donors: 0 and 4
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
 round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
@@ -48,6 +49,7 @@ GROUPS = {
     "start": [{"start": s} for s in ("bank", "generative", "empty")],
     "budget": [{"budget_ms": b} for b in (500, 1000, 2000)],
     "edits": [{"edits": e} for e in (0, 8, 16, 32)],
+    "residual": [{"residual_donors": r} for r in (0, 4)],
 }
 
 
@@ -70,15 +72,31 @@ def run(decoder: hybrid.HybridDecoder, refs: list[str], targets: np.ndarray,
             "empty": int(np.isnan(cos).sum()), "bleu": metrics.corpus_bleu(texts, refs)[0],
             "exact": float(np.mean([metrics.exact_match(h, r) for h, r in zip(texts, refs)])),
             "steps": float(np.mean(steps)), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "examples": [{"ref": r, "out": h} for r, h in list(zip(refs, texts))[:3]]}
+            "examples": [{"ref": r, "out": h} for r, h in list(zip(refs, texts))[:3]],
+            "cos_rows": [None if np.isnan(v) else round(float(v), 5) for v in cos]}
+
+
+def paired_delta(rows: np.ndarray, first: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the per-sentence difference of two settings on the same sentences."""
+    d = rows - first
+    d = d[~np.isnan(d)]
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| group | setting | n | cos | independent cos | BLEU | exact | steps | p50 ms | p95 ms | no output |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The table; "paired" is the mean per-sentence change of cos against the group's first row ± its
+    standard error (the same sentences: far less noise than comparing two means of 100)."""
+    lines = ["| group | setting | n | cos | paired vs first | independent cos | BLEU | exact | steps | p50 ms | p95 ms | no output |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    first: dict[str, dict] = {}
     for r in rows:
         setting = ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "defaults"
-        lines.append(f"| {r['group']} | {setting} | {r['n']} | {r['cos']:.3f} | {r['cos_independent']:.3f} | "
+        f = first.setdefault(r["group"], r)
+        paired = ""
+        if f is not r and "cos_rows" in r and "cos_rows" in f:
+            m, se = paired_delta(*(np.array(x["cos_rows"], dtype=float) for x in (r, f)))
+            paired = f"{m:+.4f} ± {se:.4f}"
+        lines.append(f"| {r['group']} | {setting} | {r['n']} | {r['cos']:.3f} | {paired} | {r['cos_independent']:.3f} | "
                      f"{r['bleu']:.1f} | {r['exact']:.1%} | "
                      f"{r['steps']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['empty']} |")
     return "\n".join(lines) + "\n"
