@@ -173,13 +173,18 @@ def resident(model):
     return model
 
 
+@lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process ("" where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
     return bool(flags & {"amx_bf16", "avx512_bf16"})
 

@@ -16,9 +16,10 @@
    an earlier one). The budget is per embedding: a call with n rows may take n x `budget_ms`,
    so a row gets no fewer steps in a batch than alone.
 The encoder runs in `search_dtype` (auto: bfloat16 on a GPU or a CPU that computes it natively,
-float32 elsewhere). On the 2-core AMX Xeon bfloat16 encodes open-dev sentences 3.1x faster (6.1
-against 18.7 ms each in batches of 32, `python -m decoders.corpus speed`) and moves cosines by ~1e-4, so the scores returned are the
-search's; eval's round-trip cosine re-encodes the output in float32.
+float32 elsewhere). On the 2-core AMX Xeon bfloat16 encodes open-dev sentences 3.1x faster
+(6.1 against 18.7 ms each in batches of 32, `python -m decoders.corpus speed`) and moves
+cosines by ~1e-4, so the scores returned are the search's; eval's round-trip cosine re-encodes
+the output in float32.
 
 Correctors:
   TargetShift  needs no training: decodes e' = normalise(e + correction * (e - ê)) with the
@@ -211,13 +212,12 @@ class HybridDecoder(Decoder):
             longest = max(longest, time.perf_counter() - t)
         return longest
 
-    def _residual_phrases(self, targets, best, rows, cache) -> list[list[str]]:
-        """The bank's phrases nearest to what each row's best hypothesis misses, e - ê."""
-        r = np.stack([targets[i] - (cache[h[0]] if h else 0) for i, h in zip(rows, best)])
-        norm = np.linalg.norm(r, axis=1)
-        found = iter(self.bank.decode(r[norm > 1e-6], Sampling(num_samples=self.cfg.residual_donors))
-                     if (norm > 1e-6).any() else [])
-        return [[d.text for d in next(found)] if n > 1e-6 else [] for n in norm]   # e = ê: nothing missing
+    def _missing_phrases(self, missing: np.ndarray) -> list[list[str]]:
+        """The bank's `residual_donors` phrases nearest to each row of `missing` (e - ê); none for a
+        row that misses nothing (e = ê)."""
+        some = np.linalg.norm(missing, axis=1) > 1e-6
+        found = iter(self.bank.decode(missing[some], Sampling(num_samples=self.cfg.residual_donors)) if some.any() else [])
+        return [[d.text for d in next(found)] if s else [] for s in some]
 
     def _proposal_sampling(self, sampling: Sampling, step: int) -> Sampling:
         if sampling.greedy:   # deterministic exploration around the greedy correction
@@ -284,8 +284,9 @@ class HybridDecoder(Decoder):
             donors = [sorted(scored[i], key=scored[i].get, reverse=True)[:cfg.donors] if cfg.edits else []
                       for i in active]
             if cfg.edits and cfg.residual_donors and self.bank is not None:
-                for d, row in zip(donors, self._residual_phrases(targets, [beams[i][:1] for i in active], active, cache)):
-                    d += row
+                missing = np.stack([targets[i] - cache[beams[i][0]] if beams[i] else targets[i] for i in active])
+                for d, phrases in zip(donors, self._missing_phrases(missing)):
+                    d += phrases
             proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors)
             propose_s = time.perf_counter() - t_step
             turns = [p[k] for k in range(max(map(len, proposals), default=0)) for p in proposals if k < len(p)]

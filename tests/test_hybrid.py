@@ -68,6 +68,26 @@ def hybrid(corrector=None, **cfg):
                          HybridConfig(**{"budget_ms": 0, "edits": 0, **cfg}), encode=stub_encode)
 
 
+class EncoderClock:
+    """A stub encoder that is the only thing moving time.perf_counter: 100 ms a call."""
+
+    def __init__(self):
+        self.now, self.calls = 0.0, []
+
+    def __call__(self, texts):
+        self.calls.append(len(texts))
+        self.now += 0.1
+        return stub_encode(texts)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    import time
+    c = EncoderClock()
+    monkeypatch.setattr(time, "perf_counter", lambda: c.now)
+    return c
+
+
 def test_without_steps_it_returns_the_pool_candidate_closest_under_the_encoder():
     out = hybrid(steps=0).decode(target("delta"), Sampling())
     assert out[0][0].text == "delta" and out[0][0].score == pytest.approx(1.0, abs=1e-3)
@@ -99,22 +119,14 @@ def test_a_spent_time_budget_returns_the_best_so_far():
     assert d.text == "alpha" and [p["step"] for p in d.extra["trajectory"]] == [0]
 
 
-def test_the_budget_is_per_embedding(monkeypatch):
+def test_the_budget_is_per_embedding(clock):
     """A row gets as many steps in a batch as alone: n rows get n x budget_ms. The clock moves only
     in the encoder, 100 ms a call, so a step 'takes' 100 ms and the loop is deterministic."""
-    import time
-    now = [0.0]
-
-    def slow_encode(texts):
-        now[0] += 0.1
-        return stub_encode(texts)
-
-    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     e = target("alpha beta gamma epsilon zeta")   # four words to add: the corrections keep gaining
 
     def steps(x, budget_ms):
         dec = hybrid(steps=10, budget_ms=budget_ms)
-        dec.encode = slow_encode
+        dec.encode = clock
         return [[p["step"] for p in row[0].extra["trajectory"]] for row in dec.decode(x, Sampling())]
 
     assert steps(e, 150) == [[0, 1]]   # pool at 100 ms, step 1 at 200 ms; a second would end at 300
@@ -201,27 +213,19 @@ def test_edits_join_what_two_pool_texts_each_got_right():
     assert after.extra["trajectory"][-1]["cos"] == pytest.approx(after.score)
 
 
-def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(monkeypatch):
+def test_a_step_that_runs_out_of_budget_keeps_the_chunks_it_encoded(clock):
     """The first step cannot be predicted from an earlier one: its proposals are encoded ENCODE_CHUNK
     at a time with the clock read between chunks, so a spent budget cuts the step, not the answer.
     The clock moves only in the encoder, 100 ms a call; the budget (150 ms) runs out after one chunk."""
-    import time
-
     from decoders.hybrid import ENCODE_CHUNK
-    calls, now = [], [0.0]
-    def counting_encode(texts):
-        calls.append(len(texts))
-        now[0] += 0.1
-        return stub_encode(texts)
     def run(budget_ms):
-        calls.clear()
+        clock.calls.clear()
+        clock.now = 0.0
         dec = HybridDecoder(Fixed(["alpha beta", "gamma delta", "epsilon zeta"]), ArgmaxWord(), AppendMissingWord(),
-                            HybridConfig(budget_ms=budget_ms, steps=1, edits=40, bank_candidates=3),
-                            encode=counting_encode)
-        return dec.decode(target("alpha beta gamma delta epsilon"), Sampling())[0][0], list(calls)
+                            HybridConfig(budget_ms=budget_ms, steps=1, edits=40, bank_candidates=3), encode=clock)
+        return dec.decode(target("alpha beta gamma delta epsilon"), Sampling())[0][0], list(clock.calls)
     free, free_calls = run(0)
     assert len(free_calls) == 2 and free_calls[1] > ENCODE_CHUNK     # pool, then every proposal at once
-    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     cut, cut_calls = run(150)
     assert cut_calls[1:] == [ENCODE_CHUNK]                           # one chunk, then the deadline
     assert [p["step"] for p in cut.extra["trajectory"]] == [0, 1] and cut.score is not None
@@ -246,27 +250,20 @@ def test_a_bfloat16_search_scores_within_1e3_of_float32_and_ranks_alike():
         HybridConfig(search_dtype="int8")
 
 
-def test_a_step_starts_when_its_proposals_and_one_encoder_call_still_fit(monkeypatch):
+def test_a_step_starts_when_its_proposals_and_one_encoder_call_still_fit(clock):
     """Budget left for part of a step is spent on its first chunks: with 100 ms an encoder call and
     a first step of several calls, a second step still starts when 100 ms are left."""
-    import time
-
-    now = [0.0]
-    def slow_encode(texts):
-        now[0] += 0.1
-        return stub_encode(texts)
-    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
     dec = HybridDecoder(Fixed(["alpha", "beta gamma", "delta epsilon zeta"]), ArgmaxWord(), Same(),
-                        HybridConfig(budget_ms=60_000, steps=2, edits=40, bank_candidates=3), encode=slow_encode)
+                        HybridConfig(budget_ms=60_000, steps=2, edits=40, bank_candidates=3), encode=clock)
     e = target(" ".join(words))
     free = dec.decode(e, Sampling())[0][0].extra["trajectory"]
     assert [p["step"] for p in free] == [0, 1, 2] and free[2]["cos"] > free[1]["cos"] > free[0]["cos"]
-    now[0] = 0.0
+    clock.now = 0.0
     dec.configured(steps=1).decode(e, Sampling())
-    step_ms = 1000 * now[0] - 100                      # the first step's encoder calls, after the pool's
+    step_ms = 1000 * clock.now - 100                      # the first step's encoder calls, after the pool's
     assert step_ms >= 200                              # more than one chunk
-    now[0] = 0.0
+    clock.now = 0.0
     cut = dec.configured(budget_ms=100 + step_ms + 150).decode(e, Sampling())[0][0].extra["trajectory"]
     assert [p["step"] for p in cut] == [0, 1, 2]        # step 2 started with 150 ms left, cut after its first chunks
 

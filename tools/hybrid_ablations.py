@@ -20,8 +20,10 @@ round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the
 eval scores it; a row with no candidate at all has no cosine and is counted under "no output"), the
 independent cosine (all-MiniLM-L6-v2 of output and reference: a search that fits mpnet's quirks
 rather than the sentence gains under mpnet only), corpus BLEU and exact match (eval.metrics), the
-mean number of correction steps run, and p50/p95 latency of decode(). The corrector is assets/corrector when it holds a checkpoint,
-else TargetShift; `--corrector DIR|none` picks. Writes OUT/ablations.json and OUT/ablations.md.
+mean number of correction steps run, and p50/p95 latency of decode(); the table also gives each
+row's per-sentence change of cos against its group's first row. The corrector is
+assets/corrector when it holds a checkpoint, else TargetShift; `--corrector DIR|none` picks.
+Writes OUT/ablations.json and OUT/ablations.md.
 """
 from __future__ import annotations
 
