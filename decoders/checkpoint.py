@@ -1,9 +1,10 @@
 """One checkpoint format for the token decoders: a folder with
 
-    config.json         {"kind": "generative" | "ret", ...the model's config dataclass fields}
+    config.json         {"kind": "generative" | "ret" | ..., ...the model's config dataclass fields}
     model.safetensors   the weights (tied weights stored once; float32, or bfloat16 for a large model,
                         loaded into a float32 model either way)
-    tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none)
+    tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none;
+                        the word probe's is its word list)
 
 `load` first checks the files against the folder's MANIFEST.json (size and sha256, see
 decoders/assets.py; `save` records them), then rebuilds the config (unknown or missing keys are
@@ -31,16 +32,18 @@ TOKENIZER = "tokenizer.json"   # written by tokenizers that have a vocabulary to
 MODEL_FILES = (CONFIG, WEIGHTS, TOKENIZER)
 
 
-def save(directory: Path, model: nn.Module, tokenizer, kind: str, dtype: torch.dtype | None = None) -> None:
+def save(directory: Path, model: nn.Module, tokenizer, kind: str, dtype: torch.dtype | None = None,
+         command: str | None = None) -> None:
     """Write config.json (with `kind`), model.safetensors (in `dtype`, default the model's) and the
-    tokenizer's files into `directory`."""
+    tokenizer's files into `directory`; `command` (default `python -m training KIND --out DIR`) is the
+    manifest's rebuild command."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     st_save_model(copy.deepcopy(model).to(dtype) if dtype is not None else model, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(json.dumps({"kind": kind, **asdict(model.cfg)}, indent=2) + "\n")
     tokenizer.save(directory)
     assets.record(directory, [f for f in MODEL_FILES if (directory / f).exists()],
-                  f"python -m training {kind} --out {assets.shown(directory)}")
+                  command or f"python -m training {kind} --out {assets.shown(directory)}")
 
 
 def read_config(directory: Path) -> dict:
@@ -68,7 +71,7 @@ def check_tokenizer(tokenizer, cfg, source: str = "tokenizer") -> None:
     if tokenizer.vocab_size != cfg.vocab_size:
         raise ValueError(f"{source} has {tokenizer.vocab_size} tokens but the config says vocab_size={cfg.vocab_size}")
     got = tokenizer.special_ids
-    want = {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id}
+    want = {k: getattr(cfg, f"{k}_id") for k in ("pad", "bos", "eos") if hasattr(cfg, f"{k}_id")}
     if got != want:
         raise ValueError(f"{source} special token ids {got} differ from the config's {want}")
 

@@ -34,6 +34,11 @@ the decoder's samples each got right; measured on open-dev it raises the cosine 
 encoder too (README, "Decoders"), so it is not only the search fitting mpnet. Beside the row's
 best texts, the donors include the bank's `residual_donors` phrases nearest to e - ê of the best
 hypothesis: what it misses, whose words an insertion can add.
+Word edits (`word_edits` per hypothesis and step, when a word probe is loaded): the word probe
+(decoders/word_probe.py) reads p(word in sentence | e) for 12K words from the target; an edit
+inserts one of the `probe_words` likeliest words the hypothesis lacks, deletes one of its 3
+least likely words, or replaces one of those by a likely missing word. Random edits find such
+changes by chance; the probe points at them.
 With `feedback=False`, ê is replaced by e (the ablation of vec2text's Table 4). The default
 (`feedback=None`) turns feedback on for a trained corrector and off for TargetShift: measured
 on open-dev[:100], TargetShift scored cos 0.707 with feedback and 0.725 without (README,
@@ -57,10 +62,11 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from . import check_decoder_names, corrector, get_decoder
+from . import check_decoder_names, corrector, get_decoder, word_probe
 from .base import Decoded, Decoder, Sampling
 from .encoder import default_dtype, encode as mpnet_encode
 from .sampling import make_generator, sample_next_token
+from .word_probe import WordProbe, WordVocab, words
 
 STARTS = ("pool", "bank", "generative", "empty")
 MAX_STEPS, MAX_BEAM, MAX_BUDGET_MS = 50, 16, 60_000
@@ -75,9 +81,11 @@ class HybridConfig:
     steps: int = 5                    # correction steps at most
     beam: int = 3                     # hypotheses kept between steps (sequence-level beam)
     proposals: int = 4                # corrections proposed per hypothesis per step
-    edits: int = 8                    # word-level edits proposed per hypothesis per step (0 = none)
+    edits: int = 4                    # random word-level edits proposed per hypothesis per step (0 = none)
     donors: int = 8                   # best texts of the row whose words the edits may take
     residual_donors: int = 4          # + the bank's phrases nearest to e - ê of the best hypothesis
+    word_edits: int = 4               # edits steered by the word probe per hypothesis per step (0 = none)
+    probe_words: int = 10             # the likeliest words a hypothesis lacks that those edits may insert
     budget_ms: float = 1500.0         # wall-clock budget per embedding: n rows in a call get n x this (0 = none)
     stop_cos: float = 0.99            # stop when the best round-trip cosine reaches this
     search_dtype: str = "auto"        # encoder precision while searching (auto: bfloat16 where computed natively)
@@ -96,6 +104,7 @@ class HybridConfig:
         for name, value, lo, hi in (("steps", self.steps, 0, MAX_STEPS), ("beam", self.beam, 1, MAX_BEAM),
                                     ("proposals", self.proposals, 1, 16), ("edits", self.edits, 0, 64),
                                     ("donors", self.donors, 1, 64), ("residual_donors", self.residual_donors, 0, 64),
+                                    ("word_edits", self.word_edits, 0, 64), ("probe_words", self.probe_words, 1, 256),
                                     ("budget_ms", self.budget_ms, 0, MAX_BUDGET_MS)):
             if not lo <= value <= hi:
                 raise ValueError(f"hybrid {name} must be in [{lo}, {hi}], got {value!r}")
@@ -150,14 +159,52 @@ def edit_proposals(text: str, donors: list[str], rng: random.Random, n: int) -> 
     return list(out)
 
 
+def word_edits(text: str, p: np.ndarray, vocab: WordVocab, rng: random.Random, n: int, top: int = 10) -> list[str]:
+    """Up to n distinct edits of `text` steered by p[j] = p(vocab word j in the sentence | e) (the
+    word probe): insert one of the `top` likeliest words the text lacks (drawn in proportion to p)
+    at a random position, delete one of the text's 3 least likely words (words the vocabulary
+    lacks are never chosen), or replace one of those by a likely missing word."""
+    w = text.split()
+    present = set(words(text))
+    k = min(len(p), top + len(present))
+    likely = np.argpartition(-p, k - 1)[:k]
+    likely = likely[np.argsort(-p[likely], kind="stable")]
+    missing = [vocab.vocab[j] for j in likely if vocab.vocab[j] not in present][:top]
+    weights = [float(p[vocab.index[m]]) for m in missing]
+    known = [(min(p[vocab.index[x]] for x in ws), i) for i, ws in
+             ((i, [x for x in words(t) if x in vocab.index]) for i, t in enumerate(w)) if ws]
+    unlikely = [i for _, i in sorted(known)[:3]]
+    out: dict[str, None] = {}
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        r = rng.random()
+        if missing and (r < 0.5 or not unlikely):
+            i = rng.randint(0, len(w))
+            c = w[:i] + rng.choices(missing, weights) + w[i:]
+        elif unlikely and len(w) > 1 and (r < 0.75 or not missing):
+            i = rng.choice(unlikely)
+            c = w[:i] + w[i + 1:]
+        elif unlikely and missing:
+            i = rng.choice(unlikely)
+            c = w[:i] + rng.choices(missing, weights) + w[i + 1:]
+        else:
+            break
+        t = " ".join(c)
+        if t and t != text:
+            out[t] = None
+    return list(out)
+
+
 class HybridDecoder(Decoder):
     name = "hybrid"
 
     def __init__(self, bank: Decoder | None, generative: Decoder, corrector: Proposer | None = None,
                  cfg: HybridConfig | None = None, encode: Callable[[list[str]], np.ndarray] | None = None,
-                 device: str = "cpu"):
-        """`encode` replaces all-mpnet-base-v2 (tests); by default it encodes in `cfg.search_dtype`."""
-        self.bank, self.generative = bank, generative
+                 device: str = "cpu", probe: WordProbe | None = None):
+        """`encode` replaces all-mpnet-base-v2 (tests); by default it encodes in `cfg.search_dtype`.
+        Without a word `probe`, `word_edits` has no effect."""
+        self.bank, self.generative, self.probe = bank, generative, probe
         self.cfg = cfg or HybridConfig()
         self.corrector = corrector or TargetShift(generative, self.cfg.correction)
         self.device, self._encode = device, encode
@@ -171,7 +218,7 @@ class HybridDecoder(Decoder):
             raise ValueError(f"unknown hybrid setting(s) {sorted(unknown)}; valid: {sorted(HybridConfig.__dataclass_fields__)}")
         cfg = replace(self.cfg, **overrides)
         corrector = TargetShift(self.generative, cfg.correction) if isinstance(self.corrector, TargetShift) else self.corrector
-        return HybridDecoder(self.bank, self.generative, corrector, cfg, self._encode, self.device)
+        return HybridDecoder(self.bank, self.generative, corrector, cfg, self._encode, self.device, self.probe)
 
     @property
     def feedback(self) -> bool:
@@ -183,7 +230,8 @@ class HybridDecoder(Decoder):
     @property
     def num_parameters(self) -> int:
         extra = getattr(self.corrector, "num_parameters", 0) if not isinstance(self.corrector, TargetShift) else 0
-        return self.generative.num_parameters + extra
+        probe = self.probe.num_parameters if self.probe is not None and self.cfg.word_edits else 0
+        return self.generative.num_parameters + extra + probe
 
     def _start(self, x: torch.Tensor, sampling: Sampling) -> list[list[str]]:
         n, cfg = x.shape[0], self.cfg
@@ -226,9 +274,10 @@ class HybridDecoder(Decoder):
         return replace(sampling, seed=sampling.seed + 7919 * step)
 
     def _correct(self, targets: np.ndarray, beams: list[list[str]], cache: dict, sampling: Sampling,
-                 step: int, donors: list[list[str]]) -> list[list[str]]:
+                 step: int, donors: list[list[str]], word_p: np.ndarray | None = None) -> list[list[str]]:
         """New proposals for every hypothesis of every row: the corrector's as one batch, then
-        `edits` word-level edits of each hypothesis taking words from the row's `donors`."""
+        `edits` word-level edits of each hypothesis taking words from the row's `donors`, then
+        `word_edits` edits steered by the word probe's probabilities `word_p` [rows, vocab]."""
         rows = [(i, h) for i, beam in enumerate(beams) for h in beam]
         if not rows:   # empty start: the first correction decodes the target itself
             rows = [(i, "") for i in range(len(beams))]
@@ -252,6 +301,12 @@ class HybridDecoder(Decoder):
                 for h in beam:
                     rng = random.Random(f"{sampling.seed}/{step}/{h}")
                     proposals[i] += edit_proposals(h, donors[i], rng, self.cfg.edits)
+        if self.cfg.word_edits and word_p is not None:
+            for i, beam in enumerate(beams):
+                for h in beam or [""]:
+                    rng = random.Random(f"{sampling.seed}/{step}/{h}/words")
+                    proposals[i] += word_edits(h, word_p[i], self.probe.vocab, rng, self.cfg.word_edits,
+                                               self.cfg.probe_words)
         return proposals
 
     def search(self, x: torch.Tensor, sampling: Sampling) -> tuple[list[dict[str, float]], list[list[dict]]]:
@@ -260,6 +315,7 @@ class HybridDecoder(Decoder):
         targets = x.numpy().astype(np.float32)
         cache: dict[str, np.ndarray] = {}
         scored: list[dict[str, float]] = [{} for _ in range(len(targets))]
+        word_p = self.probe.probs(targets) if self.probe is not None and cfg.word_edits else None
 
         def add(i: int, texts: list[str]) -> None:
             for t in texts:
@@ -287,7 +343,8 @@ class HybridDecoder(Decoder):
                 missing = np.stack([targets[i] - cache[beams[i][0]] if beams[i] else targets[i] for i in active])
                 for d, phrases in zip(donors, self._missing_phrases(missing)):
                     d += phrases
-            proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors)
+            proposals = self._correct(targets[active], [beams[i] for i in active], cache, sampling, step, donors,
+                                      word_p[active] if word_p is not None else None)
             propose_s = time.perf_counter() - t_step
             turns = [p[k] for k in range(max(map(len, proposals), default=0)) for p in proposals if k < len(p)]
             least_s = propose_s + self._embed(turns, cache, deadline)   # rows take turns: a cut step shortchanges none
@@ -322,12 +379,15 @@ class HybridDecoder(Decoder):
         return out
 
 
-def load(device: str = "cpu", cfg: HybridConfig | None = None,
-         corrector_dir: Path = corrector.ASSET_DIR) -> HybridDecoder:
-    """The registered decoders named in `cfg` (loaded once per process by the registry), and the
-    trained corrector when `corrector_dir` holds a checkpoint (TargetShift otherwise)."""
+def load(device: str = "cpu", cfg: HybridConfig | None = None, corrector_dir: Path = corrector.ASSET_DIR,
+         probe_dir: Path = word_probe.ASSET_DIR) -> HybridDecoder:
+    """The registered decoders named in `cfg` (loaded once per process by the registry), the
+    trained corrector when `corrector_dir` holds a checkpoint (TargetShift otherwise), and the
+    word probe when `probe_dir` holds one (no word edits otherwise)."""
     cfg = cfg or HybridConfig()
     check_decoder_names([n for n in (cfg.bank_decoder, cfg.generative_decoder) if n])
     bank = get_decoder(cfg.bank_decoder, device) if cfg.bank_decoder else None
     trained = corrector.load(device, corrector_dir) if corrector.has_checkpoint(corrector_dir) else None
-    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), trained, cfg=cfg, device=device)
+    probe = word_probe.load(device, probe_dir) if word_probe.has_checkpoint(probe_dir) else None
+    return HybridDecoder(bank, get_decoder(cfg.generative_decoder, device), trained, cfg=cfg, device=device,
+                         probe=probe)

@@ -14,6 +14,8 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   budget    budget_ms 500, 1000, 2000
   edits     word-level edits per hypothesis and step 0 (the corrector's proposals only), 8, 16, 32
   residual  the bank's phrases nearest to e - ê among the edits' donors: 0 and 4
+  words     edits steered by the word probe per hypothesis and step: 0, 8, 16, and 4 of them
+            beside 4 random edits (as many proposals as the default's 8 random edits alone)
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
 round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
@@ -52,6 +54,7 @@ GROUPS = {
     "budget": [{"budget_ms": b} for b in (500, 1000, 2000)],
     "edits": [{"edits": e} for e in (0, 8, 16, 32)],
     "residual": [{"residual_donors": r} for r in (0, 4)],
+    "words": [{"word_edits": 0}, {"word_edits": 8}, {"word_edits": 16}, {"edits": 4, "word_edits": 4}],
 }
 
 
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     env = {"split": a.split, "limit": a.limit, "device": a.device, "threads": a.threads, "corrector": name,
            "corrector_dir": str(corrector_dir) if name == "Corrector" else None, "base": a.base,
+           "word_probe": decoder.probe is not None,
            "command": " ".join(["python -m tools.hybrid_ablations", *(argv if argv is not None else sys.argv[1:])])}
     out = []
     for g in groups:

@@ -21,6 +21,7 @@ SHIPPED = {
     "assets/phrase_bank": "python -m tools.phrase_bank build",        # = decoders.phrase_bank.REBUILD
     "assets/generative": "python -m training generative --out assets/generative",
     "assets/ret": "python -m training ret --out assets/ret",
+    "assets/word_probe": "python -m training.word_probe --out assets/word_probe",
     "assets/corpus": "python -m tools.corpus_build --wordnet /usr/share/wordnet",
 }
 
