@@ -15,7 +15,9 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   edits     word-level edits per hypothesis and step 0 (the corrector's proposals only), 8, 16, 32
   residual  the bank's phrases nearest to e - ê among the edits' donors: 0 and 4
   words     edits steered by the word probe per hypothesis and step: 0, 8, 16, and 4 of them
-            beside 4 random edits (as many proposals as the default's 8 random edits alone)
+            beside 4 random edits (as many proposals as session 10's 8 random edits alone)
+  mix       8 edits a step split between random and steered (4 + 4: the default, 2 + 6, 0 + 8),
+            and 20 instead of 10 likely missing words for the steered ones to insert
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
 round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
@@ -54,7 +56,10 @@ GROUPS = {
     "budget": [{"budget_ms": b} for b in (500, 1000, 2000)],
     "edits": [{"edits": e} for e in (0, 8, 16, 32)],
     "residual": [{"residual_donors": r} for r in (0, 4)],
-    "words": [{"word_edits": 0}, {"word_edits": 8}, {"word_edits": 16}, {"edits": 4, "word_edits": 4}],
+    "words": [{"word_edits": 0, "edits": 8}, {"word_edits": 8, "edits": 8}, {"word_edits": 16, "edits": 8},
+              {"edits": 4, "word_edits": 4}],
+    "mix": [{"edits": 4, "word_edits": 4}, {"edits": 2, "word_edits": 6}, {"edits": 0, "word_edits": 8},
+            {"probe_words": 20}],
 }
 
 
