@@ -129,34 +129,45 @@ class TargetShift:
         return [[d.text for d in row] for row in out]
 
 
+def distinct_edits(text: str, n: int, draw: Callable[[], list[str] | None]) -> list[str]:
+    """Up to n distinct texts other than `text`, each the words `draw()` returns (None: nothing left
+    to try), in at most 20 n draws."""
+    out: dict[str, None] = {}
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
+        c = draw()
+        if c is None:
+            break
+        t = " ".join(c)
+        if t and t != text:
+            out[t] = None
+    return list(out)
+
+
 def edit_proposals(text: str, donors: list[str], rng: random.Random, n: int) -> list[str]:
     """Up to n distinct word-level edits of `text`: delete a span of 1-3 words, cross over with a
     donor text (text's head + donor's tail, or donor's head + text's tail), or insert a span of 1-4
     donor words. Deterministic for a given rng state."""
     w = text.split()
     donor_words = [d.split() for d in donors if d.split() and d != text]
-    out: dict[str, None] = {}
-    for _ in range(20 * n):
-        if len(out) >= n:
-            break
+
+    def draw() -> list[str] | None:
         r = rng.random()
         if (r < 0.3 or not donor_words) and len(w) > 1:
             i = rng.randrange(len(w))
-            c = w[:i] + w[i + rng.randint(1, 3):]
-        elif donor_words and r < 0.8:
+            return w[:i] + w[i + rng.randint(1, 3):]
+        if donor_words and r < 0.8:
             d = rng.choice(donor_words)
             i, j = rng.randint(1, max(1, len(w))), rng.randrange(len(d))
-            c = w[:i] + d[j:] if rng.random() < 0.5 else d[:j + 1] + w[i:]
-        elif donor_words:
+            return w[:i] + d[j:] if rng.random() < 0.5 else d[:j + 1] + w[i:]
+        if donor_words:
             d = rng.choice(donor_words)
             j, i = rng.randrange(len(d)), rng.randint(0, len(w))
-            c = w[:i] + d[j:j + rng.randint(1, 4)] + w[i:]
-        else:
-            break
-        t = " ".join(c)
-        if t and t != text:
-            out[t] = None
-    return list(out)
+            return w[:i] + d[j:j + rng.randint(1, 4)] + w[i:]
+        return None
+
+    return distinct_edits(text, n, draw)
 
 
 def word_edits(text: str, p: np.ndarray, vocab: WordVocab, rng: random.Random, n: int, top: int = 10) -> list[str]:
@@ -174,26 +185,21 @@ def word_edits(text: str, p: np.ndarray, vocab: WordVocab, rng: random.Random, n
     known = [(min(p[vocab.index[x]] for x in ws), i) for i, ws in
              ((i, [x for x in words(t) if x in vocab.index]) for i, t in enumerate(w)) if ws]
     unlikely = [i for _, i in sorted(known)[:3]]
-    out: dict[str, None] = {}
-    for _ in range(20 * n):
-        if len(out) >= n:
-            break
+
+    def draw() -> list[str] | None:
         r = rng.random()
         if missing and (r < 0.5 or not unlikely):
             i = rng.randint(0, len(w))
-            c = w[:i] + rng.choices(missing, weights) + w[i:]
-        elif unlikely and len(w) > 1 and (r < 0.75 or not missing):
+            return w[:i] + rng.choices(missing, weights) + w[i:]
+        if unlikely and len(w) > 1 and (r < 0.75 or not missing):
             i = rng.choice(unlikely)
-            c = w[:i] + w[i + 1:]
-        elif unlikely and missing:
+            return w[:i] + w[i + 1:]
+        if unlikely and missing:
             i = rng.choice(unlikely)
-            c = w[:i] + rng.choices(missing, weights) + w[i + 1:]
-        else:
-            break
-        t = " ".join(c)
-        if t and t != text:
-            out[t] = None
-    return list(out)
+            return w[:i] + rng.choices(missing, weights) + w[i + 1:]
+        return None
+
+    return distinct_edits(text, n, draw)
 
 
 class HybridDecoder(Decoder):
