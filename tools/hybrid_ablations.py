@@ -16,6 +16,7 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   residual  the bank's phrases nearest to e - ê among the edits' donors: 0 and 4
   words     edits steered by the word probe per hypothesis and step: 0, 8, 16, and 4 of them
             beside 4 random edits (as many proposals as session 10's 8 random edits alone)
+  proposals the generative decoder's proposals per hypothesis and step: 4 (default), 2, 1
   mix       8 edits a step split between random and steered (4 + 4: the default, 2 + 6, 0 + 8),
             and 20 instead of 10 likely missing words for the steered ones to insert
 
@@ -58,6 +59,7 @@ GROUPS = {
     "residual": [{"residual_donors": r} for r in (0, 4)],
     "words": [{"word_edits": 0, "edits": 8}, {"word_edits": 8, "edits": 8}, {"word_edits": 16, "edits": 8},
               {"edits": 4, "word_edits": 4}],
+    "proposals": [{"proposals": p} for p in (4, 2, 1)],
     "mix": [{"edits": 4, "word_edits": 4}, {"edits": 2, "word_edits": 6}, {"edits": 0, "word_edits": 8},
             {"probe_words": 20}],
 }
