@@ -180,8 +180,8 @@ def word_edits(text: str, p: np.ndarray, vocab: WordVocab, rng: random.Random, n
     k = min(len(p), top + len(present))
     likely = np.argpartition(-p, k - 1)[:k]
     likely = likely[np.argsort(-p[likely], kind="stable")]
-    missing = [vocab.vocab[j] for j in likely if vocab.vocab[j] not in present][:top]
-    weights = [float(p[vocab.index[m]]) for m in missing]
+    lacking = [j for j in likely if vocab.vocab[j] not in present][:top]
+    missing, weights = [vocab.vocab[j] for j in lacking], p[lacking].tolist()
     known = [(min(p[vocab.index[x]] for x in ws), i) for i, ws in
              ((i, [x for x in words(t) if x in vocab.index]) for i, t in enumerate(w)) if ws]
     unlikely = [i for _, i in sorted(known)[:3]]
