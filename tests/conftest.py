@@ -93,14 +93,19 @@ def pytest_configure_node(node):
         node.workerinput["app_server"] = {k: str(_APP[k]) for k in APP_KEYS}
 
 
-@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item):
+    """Under `--dist loadgroup` the tests that need the app server all go to one worker, since
+    some of them read the server's log. Marked here, as each test is collected, not in
+    pytest_collection_modifyitems: pytest-xdist reads the mark in its own modifyitems hook, and
+    the order of two such hooks is not fixed (pytest 9.2 with pluggy 1.7 ran xdist's first, and
+    the group never formed)."""
+    if "app_server" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("app_server"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that need the app server run last (stable order otherwise), so that its start-up
-    overlaps the rest; under `--dist loadgroup` they all go to one worker, in that order, since
-    some of them read the server's log."""
-    for item in items:
-        if "app_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("app_server"))
+    overlaps the rest."""
     items.sort(key=lambda item: "app_server" in getattr(item, "fixturenames", ()))
 
 
@@ -155,8 +160,23 @@ def _stop_app() -> None:
         _APP.clear()
 
 
+def _check_the_group_formed(session) -> None:
+    """Fail, naming the cause, when `--dist loadgroup` did not put the app server's tests in one
+    worker: pytest-xdist 3.8 groups by appending "@group" to `item._nodeid`, which pytest 9.2 no
+    longer reads (requirements.txt pins pytest below 9.2). Without the group those tests run in
+    both workers at once and fail in ways that hide the cause (log counts, a browser wait)."""
+    lost = [item.nodeid for item in session.items
+            if "app_server" in getattr(item, "fixturenames", ()) and not item.nodeid.endswith("@app_server")]
+    if session.config.getvalue("loadgroup") and lost:
+        import xdist
+
+        pytest.fail(f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__}: --dist loadgroup did not "
+                    f"group the {len(lost)} tests that share the app server ({lost[0]} has no '@app_server'); "
+                    f"install requirements.txt's pytest, or run them with -n 0", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def app_server(pytestconfig):
+def app_server(pytestconfig, request):
     """`python app.py` on a free local port (started before collection, see above; under xdist by the
     controller), with its own review database and upload folder. Returns a dict: url, log (path),
     db (path), uploads (path), once the server answers."""
@@ -165,6 +185,7 @@ def app_server(pytestconfig):
     from pathlib import Path
 
     if hasattr(pytestconfig, "workerinput"):
+        _check_the_group_formed(request.session)
         given = pytestconfig.workerinput.get("app_server")
         if given is None:
             raise RuntimeError("the xdist controller did not start the app server")
