@@ -3,8 +3,9 @@
     config.json         {"kind": "generative" | "ret" | ..., ...the model's config dataclass fields}
     model.safetensors   the weights (tied weights stored once; float32, or bfloat16 for a large model,
                         loaded into a float32 model either way)
-    tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none;
-                        the word probe's is its word list)
+    tokenizer.json      the tokenizer, for models that have a trained one (RET's bytes need none,
+                        nor does the screen, which reads text through MiniLM; the word probe's is
+                        its word list)
 
 `load` first checks the files against the folder's MANIFEST.json (size and sha256, see
 decoders/assets.py; `save` records them), then rebuilds the config (unknown or missing keys are
@@ -67,8 +68,9 @@ def config_from_dict(config_cls, data: dict, source: str = "config"):
 
 
 def check_tokenizer(tokenizer, cfg, source: str = "tokenizer") -> None:
-    """ValueError unless the tokenizer's vocabulary size and special-token ids equal the config's."""
-    if tokenizer.vocab_size != cfg.vocab_size:
+    """ValueError unless the tokenizer's vocabulary size and special-token ids equal the config's
+    (where the config has them: the screen reads text through another encoder and has neither)."""
+    if hasattr(cfg, "vocab_size") and tokenizer.vocab_size != cfg.vocab_size:
         raise ValueError(f"{source} has {tokenizer.vocab_size} tokens but the config says vocab_size={cfg.vocab_size}")
     got = tokenizer.special_ids
     want = {k: getattr(cfg, f"{k}_id") for k in ("pad", "bos", "eos") if hasattr(cfg, f"{k}_id")}

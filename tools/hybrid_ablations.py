@@ -19,6 +19,10 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
   proposals the generative decoder's proposals per hypothesis and step: 4 (default), 2, 1
   mix       8 edits a step split between random and steered (4 + 4: the default, 2 + 6, 0 + 8),
             and 20 instead of 10 likely missing words for the steered ones to insert
+  screen    no screen (every proposal encoded, session 11's 4 + 4 edits), and the screen passing mpnet 18 new proposals
+            per row and step out of 8 + 8 or 12 + 12 edits, and of 8 + 8 with one generative proposal
+  screen-proposals  no screen (4 + 4 edits), and the screen with 12 + 12 edits, 8 + 8 edits and one generative
+            proposal, 12 + 12 edits and one generative proposal
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
 round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
@@ -62,6 +66,11 @@ GROUPS = {
     "proposals": [{"proposals": p} for p in (4, 2, 1)],
     "mix": [{"edits": 4, "word_edits": 4}, {"edits": 2, "word_edits": 6}, {"edits": 0, "word_edits": 8},
             {"probe_words": 20}],
+    "screen": [{"screen": 0, "edits": 4, "word_edits": 4}, {"screen": 18, "edits": 8, "word_edits": 8},
+               {"screen": 18, "edits": 12, "word_edits": 12}, {"screen": 18, "edits": 8, "word_edits": 8, "proposals": 1}],
+    "screen-proposals": [{"screen": 0, "edits": 4, "word_edits": 4}, {"screen": 18, "edits": 12, "word_edits": 12},
+                         {"screen": 18, "edits": 8, "word_edits": 8, "proposals": 1},
+                         {"screen": 18, "edits": 12, "word_edits": 12, "proposals": 1}],
 }
 
 
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     env = {"split": a.split, "limit": a.limit, "device": a.device, "threads": a.threads, "corrector": name,
            "corrector_dir": str(corrector_dir) if name == "Corrector" else None, "base": a.base,
-           "word_probe": decoder.probe is not None,
+           "word_probe": decoder.probe is not None, "screen": decoder.screen is not None,
            "command": " ".join(["python -m tools.hybrid_ablations", *(argv if argv is not None else sys.argv[1:])])}
     out = []
     for g in groups:

@@ -22,6 +22,7 @@ SHIPPED = {
     "assets/generative": "python -m training generative --out assets/generative",
     "assets/ret": "python -m training ret --out assets/ret",
     "assets/word_probe": "python -m training.word_probe --out assets/word_probe",
+    "assets/screen": "python -m training.screen --out assets/screen",
     "assets/corpus": "python -m tools.corpus_build --wordnet /usr/share/wordnet",
 }
 
