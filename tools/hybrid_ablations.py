@@ -23,6 +23,7 @@ Groups (each row changes one HybridConfig field from the base setting, `--set` o
             per row and step out of 8 + 8 or 12 + 12 edits, and of 8 + 8 with one generative proposal
   screen-proposals  no screen (4 + 4 edits), and the screen with 12 + 12 edits, 8 + 8 edits and one generative
             proposal, 12 + 12 edits and one generative proposal
+  screen-k  the screen passing mpnet 18 (default), 12 or 24 new proposals per row and step
 
 Each input is decoded alone (greedy), as the app does, so the latency is per sentence. Scores:
 round-trip cosine (all-mpnet-base-v2 in float32 of the returned text against the target, as
@@ -71,6 +72,7 @@ GROUPS = {
     "screen-proposals": [{"screen": 0, "edits": 4, "word_edits": 4}, {"screen": 18, "edits": 12, "word_edits": 12},
                          {"screen": 18, "edits": 8, "word_edits": 8, "proposals": 1},
                          {"screen": 18, "edits": 12, "word_edits": 12, "proposals": 1}],
+    "screen-k": [{"screen": 18}, {"screen": 12}, {"screen": 24}],
 }
 
 
