@@ -245,8 +245,8 @@ class HybridDecoder(Decoder):
     def num_parameters(self) -> int:
         extra = getattr(self.corrector, "num_parameters", 0) if not isinstance(self.corrector, TargetShift) else 0
         probe = self.probe.num_parameters if self.probe is not None and self.cfg.word_edits else 0
-        screen = self.screen.num_parameters if self.screen is not None and self.cfg.screen else 0
-        return self.generative.num_parameters + extra + probe + screen
+        screening = self.screen.num_parameters if self.screen is not None and self.cfg.screen else 0
+        return self.generative.num_parameters + extra + probe + screening
 
     def _start(self, x: torch.Tensor, sampling: Sampling) -> list[list[str]]:
         n, cfg = x.shape[0], self.cfg

@@ -128,6 +128,19 @@ def parse_key_values(items: list[str]) -> dict:
     return out
 
 
+def parse_plain_config(cls, argv: list[str] | None, prog: str, doc: str, data_dir: Path):
+    """(cls(...), --data-dir) from a command line with one flag per field of a plain dataclass
+    (type and default from the field's default) and --data-dir: the commands that fit the hybrid's
+    helpers (training/word_probe.py, training/screen.py)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in asdict(cls()).items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    p.add_argument("--data-dir", type=Path, default=data_dir, help="where emb_train.npy and the dev embeddings are")
+    a = vars(p.parse_args(argv))
+    data_dir = a.pop("data_dir")
+    return cls(**a), data_dir
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (`kind` positional); defaults are the dataclass's."""
     for f in fields(TrainConfig):

@@ -15,7 +15,6 @@ record) and MODEL_CARD.md into OUT.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ from decoders import checkpoint
 from decoders.encoder import MINILM, default_dtype, encode
 from decoders.screen import KIND, Config, NoTokenizer, ScreenMap
 
+from .config import DEV_SPLITS, parse_plain_config
 from .data import DATA_DIR, load_dev, load_train_rows
 from .trainer import hardware
 
@@ -120,18 +120,11 @@ sentences whose ẽ lies nearer their own e than any other sentence's of the set
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.screen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f, default in asdict(ScreenTrainConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where emb_train.npy and the dev embeddings are")
-    a = vars(p.parse_args(argv))
-    data_dir = a.pop("data_dir")
-    cfg = ScreenTrainConfig(**a)
+    cfg, data_dir = parse_plain_config(ScreenTrainConfig, argv, "python -m training.screen", __doc__, DATA_DIR)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rows, emb = load_train_rows(data_dir=data_dir)
-    dev = {split: load_dev(cfg.eval_n, split, data_dir) for split in ("dev", "open-dev")}
+    dev = {split: load_dev(cfg.eval_n, split, data_dir) for split in DEV_SPLITS}
     fit(cfg, [r.text for r in rows], emb, {s: (t, e.numpy()) for s, (t, e) in dev.items()})
     return 0
 

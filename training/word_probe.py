@@ -16,7 +16,6 @@ metrics, learning curve) into OUT.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -33,6 +32,7 @@ from decoders import checkpoint
 from decoders.encoder import default_dtype
 from decoders.word_probe import KIND, Config, WordProbeModel, WordVocab, words
 
+from .config import DEV_SPLITS, parse_plain_config
 from .data import DATA_DIR, load_dev, load_train_rows
 from .trainer import hardware
 
@@ -187,19 +187,12 @@ delete or replace (decoders/hybrid.py); it writes no text itself.
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.word_probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f, default in asdict(ProbeTrainConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(default), default=default)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where emb_train.npy and the dev embeddings are")
-    a = vars(p.parse_args(argv))
-    data_dir = a.pop("data_dir")
-    cfg = ProbeTrainConfig(**a)
+    cfg, data_dir = parse_plain_config(ProbeTrainConfig, argv, "python -m training.word_probe", __doc__, DATA_DIR)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rows, emb = load_train_rows(data_dir=data_dir)
-    dev = {split: load_dev(cfg.eval_n, split, data_dir) for split in ("dev", "open-dev")}
+    dev = {split: load_dev(cfg.eval_n, split, data_dir) for split in DEV_SPLITS}
     record = train(cfg, [r.text for r in rows], emb, dev)
     print(json.dumps(record))
     return 0
